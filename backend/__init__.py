@@ -1,0 +1,1 @@
+"""The Sanic API of the AI interview and assistant backend."""

@@ -1,0 +1,24 @@
+"""python -m backend: run the API (HOST, PORT, API_WORKERS)."""
+
+from __future__ import annotations
+
+from sanic import Sanic
+from sanic.worker.loader import AppLoader
+
+from backend.app import create_app
+from config.settings import get_settings
+
+
+def main() -> None:
+    settings = get_settings()  # exits with one clear line when the configuration is invalid
+    loader = AppLoader(factory=create_app)
+    app = loader.load()
+    app.prepare(
+        host=settings.HOST, port=settings.PORT, workers=settings.API_WORKERS,
+        single_process=settings.API_WORKERS == 1, access_log=False, motd=False,
+    )
+    Sanic.serve(primary=app, app_loader=loader)
+
+
+if __name__ == "__main__":
+    main()

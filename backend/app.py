@@ -1,0 +1,78 @@
+"""create_app(): the Sanic application, its blueprints, listeners and error handling."""
+
+from __future__ import annotations
+
+import uuid
+
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse
+
+from backend import errors
+from backend.assistant.hub import Hub
+from backend.assistant.relay import ReplyRelay
+from backend.assistant.routes import bp as assistant_bp
+from backend.auth.dev import bp as dev_login_bp
+from backend.auth.providers import make_provider
+from backend.auth.routes import bp as auth_bp
+from backend.interview.routes import bp as interview_bp
+from backend.ops.routes import bp as ops_bp
+from backend.store.redis import connect
+from backend.store.store import Store
+from config.settings import Settings, get_settings
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic:
+    settings = settings or get_settings()
+    app = Sanic(name)
+    app.config.update(
+        REQUEST_MAX_SIZE=MAX_BODY_BYTES,
+        AUTO_EXTEND=False,
+        FALLBACK_ERROR_FORMAT="json",
+        GRACEFUL_SHUTDOWN_TIMEOUT=10,
+        NOISY_EXCEPTIONS=False,
+    )
+    app.ctx.settings = settings
+    errors.install(app)
+    for blueprint in (auth_bp, interview_bp, assistant_bp, ops_bp):
+        app.blueprint(blueprint)
+    if settings.AUTH_PROVIDER == "dev" and settings.ENVIRONMENT != "production":
+        app.blueprint(dev_login_bp)
+
+    @app.before_server_start
+    async def open_connections(app: Sanic) -> None:
+        store = Store(settings)
+        app.ctx.store = store
+        app.ctx.redis = store.redis
+        app.ctx.provider = make_provider(settings, store.redis)
+        hub = Hub(connect(settings, decode=False), sharded=settings.REDIS_CLUSTER)
+        hub.start()
+        app.ctx.hub = hub
+        app.ctx.relay = ReplyRelay(
+            hub, store.replies, ping_seconds=settings.SSE_PING_SECONDS,
+            check_seconds=min(settings.SSE_PING_SECONDS, settings.JOB_LEASE_SECONDS * 0.2),
+        )
+
+    @app.before_server_stop
+    async def end_streams(app: Sanic) -> None:
+        # Open streams end without a final event: their clients resume on another pod.
+        await app.ctx.hub.stop()
+
+    @app.after_server_stop
+    async def close_connections(app: Sanic) -> None:
+        await app.ctx.hub.redis.aclose()
+        await app.ctx.store.close()
+
+    @app.on_request(priority=100)
+    async def request_id(request: Request) -> None:
+        given = request.headers.get("x-request-id", "")
+        request.ctx.request_id = given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
+
+    @app.on_response
+    async def echo_request_id(request: Request, response: HTTPResponse) -> None:
+        request_id = getattr(request.ctx, "request_id", None)
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+
+    return app

@@ -1,0 +1,1 @@
+"""Assistant chat: routes, and the relay of reply chunks from Redis to SSE clients."""

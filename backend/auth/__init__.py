@@ -1,0 +1,1 @@
+"""Login (OAuth 2 / OIDC via authlib, and a development provider) and session checks."""

@@ -1,0 +1,39 @@
+"""`@authenticated`: the route needs a live session; the user is on `request.ctx.user`."""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any, Awaitable, Callable
+
+from sanic import Request
+
+from backend.errors import Unauthorized
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def bearer_token(request: Request) -> str:
+    """The token of `Authentication: Basic <token>` (the spec) or `Authorization: Bearer <token>`."""
+    header = request.headers.get("authentication") or request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("Authentication required: send 'Authentication: Basic <token>'.")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() not in ("basic", "bearer") or not token or " " in token:
+        raise Unauthorized("Malformed authentication header: expected 'Basic <token>'.")
+    return token
+
+
+def authenticated(handler: Handler) -> Handler:
+    @wraps(handler)
+    async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
+        token = bearer_token(request)
+        user = await request.app.ctx.store.users.authenticate(token)
+        if user is None:
+            raise Unauthorized("Invalid or expired token. Please log in again.")
+        request.ctx.token = token
+        request.ctx.user = user
+        request.ctx.user_id = int(user["userId"])
+        return await handler(request, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,1 @@
+"""Interview routes: skill description, questions, answers."""

@@ -1,0 +1,73 @@
+"""/user/skill-description, /user/questions, /user/questions/:id/answer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, StrictInt, StringConstraints
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+
+from backend.auth.guard import authenticated
+from backend.errors import BadRequest, Conflict, NotFound, TooManyRequests
+from backend.http import parse_body
+from backend.store.interview import NOT_STARTED, QUESTION_NOT_READY, question_views
+from backend.store.jobs import enqueue
+
+bp = Blueprint("interview", url_prefix="/user")
+
+
+class SkillDescriptionRequest(BaseModel):
+    description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, strict=True)]
+
+
+class UserAnswerRequest(BaseModel):
+    answer: StrictInt
+
+
+@bp.post("/skill-description")
+@authenticated
+async def skill_description(request: Request) -> HTTPResponse:
+    body = parse_body(request, SkillDescriptionRequest)
+    ctx = request.app.ctx
+    user_id = request.ctx.user_id
+    wait = await ctx.store.limiter.retry_after("interview", str(user_id), ctx.settings.RATE_LIMIT_INTERVIEW_PER_MINUTE)
+    if wait:
+        raise TooManyRequests(wait)
+    interview_id = await ctx.store.interview.start(user_id, body.description)
+    await enqueue(ctx.redis, "questions", request.ctx.request_id, userId=user_id, interviewId=interview_id)
+    return json({"message": "Skill description saved. Your interview questions are being prepared."})
+
+
+@bp.get("/questions")
+@authenticated
+async def questions(request: Request) -> HTTPResponse:
+    user, stored, answers = await request.app.ctx.store.interview.snapshot(request.ctx.user_id)
+    status = user.get("status", NOT_STARTED)
+    if status == NOT_STARTED:
+        if user.get("generationFailed") == "1":
+            raise Conflict("Generating your interview questions failed. Please submit your skill description again.")
+        raise Conflict("No interview yet: submit your skill description first.")
+    if status == QUESTION_NOT_READY:
+        return json({"ready": False}, status=202)
+    return json({"ready": True, "questions": question_views(user, stored, answers)})
+
+
+OUTCOMES = {
+    "recorded": (200, "Answer saved."),
+    "completed": (200, "Answer saved. The interview is complete."),
+    "not_in_progress": (409, "The interview is not in progress: there are no open questions to answer."),
+    "unknown_question": (404, "No such question in your current interview."),
+    "out_of_range": (400, "Invalid field 'answer': it must be the index of one of the question's choices."),
+}
+
+
+@bp.post("/questions/<question_id:int>/answer")
+@authenticated
+async def answer(request: Request, question_id: int) -> HTTPResponse:
+    body = parse_body(request, UserAnswerRequest)
+    outcome = await request.app.ctx.store.interview.answer(request.ctx.user_id, question_id, body.answer)
+    status, message = OUTCOMES[outcome]
+    if status == 200:
+        return json({"message": message})
+    raise {400: BadRequest, 404: NotFound, 409: Conflict}[status](message)

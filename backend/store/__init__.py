@@ -1,0 +1,1 @@
+"""Redis data layer shared by the API and the workers."""

@@ -1,0 +1,81 @@
+"""Interview state: description, generated question set, answers (lua/*interview*, answer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from backend.store import keys
+from backend.store.redis import AnyRedis
+from backend.store.scripts import Scripts
+
+NOT_STARTED = "NOT_STARTED"
+QUESTION_NOT_READY = "QUESTION_NOT_READY"
+IN_PROGRESS = "IN_PROGRESS"
+SUCCESS = "SUCCESS"
+
+
+class Interview:
+    def __init__(self, redis: AnyRedis, scripts: Scripts) -> None:
+        self.redis = redis
+        self.scripts = scripts
+
+    async def start(self, user_id: int, description: str) -> int:
+        """Replace the user's interview with a new one; returns its id (the job's fence)."""
+        return int(
+            await self.scripts.start_interview(
+                keys=[keys.user(user_id), keys.questions(user_id), keys.answers(user_id)],
+                args=[description],
+            )
+        )
+
+    async def store_questions(self, user_id: int, interview_id: int, questions: list[dict[str, Any]]) -> bool:
+        """Store a generated set; False when a newer interview superseded this one."""
+        args: list[Any] = [interview_id]
+        for q in questions:
+            public = {"content": q["content"], "choices": q["choices"], "explanation": q["explanation"],
+                      "correct": q["correct"]}
+            args += [orjson.dumps(public), len(q["choices"]), q["correct"]]
+        stored = await self.scripts.store_questions(
+            keys=[keys.user(user_id), keys.questions(user_id), keys.answers(user_id), keys.question_seq(user_id)],
+            args=args,
+        )
+        return bool(stored)
+
+    async def fail(self, user_id: int, interview_id: int) -> bool:
+        return bool(await self.scripts.fail_interview(keys=[keys.user(user_id)], args=[interview_id]))
+
+    async def current_id(self, user_id: int) -> int:
+        return int(await self.redis.hget(keys.user(user_id), "interviewId") or 0)
+
+    async def answer(self, user_id: int, question_id: int, answer: int) -> str:
+        return await self.scripts.answer(
+            keys=[keys.user(user_id), keys.questions(user_id), keys.answers(user_id)],
+            args=[question_id, answer],
+        )
+
+    async def snapshot(self, user_id: int) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        """User hash, questions hash and answers hash, read in one transaction."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.user(user_id))
+            pipe.hgetall(keys.questions(user_id))
+            pipe.hgetall(keys.answers(user_id))
+            user, questions, answers = await pipe.execute()
+        return user, questions, answers
+
+
+def question_views(user: dict[str, str], questions: dict[str, str], answers: dict[str, str]) -> list[dict[str, Any]]:
+    """Questions as clients see them; correct answers only once the interview is complete."""
+    done = user.get("status") == SUCCESS
+    views = []
+    for qid in filter(None, user.get("questionIds", "").split(",")):
+        stored = orjson.loads(questions[qid])
+        view: dict[str, Any] = {"id": int(qid), "content": stored["content"], "choices": stored["choices"]}
+        if qid in answers:
+            view["userAnswer"] = int(answers[qid])
+        if done:
+            view["correctAnswer"] = stored["correct"]
+            view["explanation"] = stored["explanation"]
+        views.append(view)
+    return views

@@ -1,0 +1,85 @@
+"""Every Redis key and channel name, in one place.
+
+Everything that belongs to one user (profile, sessions, interview, chats, reply logs and
+channels) carries the hash tag ``{u:<id>}`` so a Lua script touching it stays in one Redis
+Cluster slot. Global keys (counters, identities, login states, the job stream) stand alone.
+"""
+
+from __future__ import annotations
+
+PREFIX = "ai:"
+
+USER_SEQ = PREFIX + "seq:user"
+CHAT_SEQ = PREFIX + "seq:chat"
+JOBS = PREFIX + "jobs"
+JOB_GROUP = "workers"
+JOB_ATTEMPTS = PREFIX + "jobs:attempts"
+CONTROL_CHANNEL = PREFIX + "control"
+
+
+def _user(user_id: int | str) -> str:
+    return f"{PREFIX}{{u:{user_id}}}:"
+
+
+def user(user_id: int | str) -> str:
+    return _user(user_id) + "user"
+
+
+def session(user_id: int | str, digest: str) -> str:
+    return _user(user_id) + "session:" + digest
+
+
+def questions(user_id: int | str) -> str:
+    return _user(user_id) + "questions"
+
+
+def answers(user_id: int | str) -> str:
+    return _user(user_id) + "answers"
+
+
+def question_seq(user_id: int | str) -> str:
+    return _user(user_id) + "seq:question"
+
+
+def chats(user_id: int | str) -> str:
+    return _user(user_id) + "chats"
+
+
+def chat(user_id: int | str, chat_id: int | str) -> str:
+    return _user(user_id) + f"chat:{chat_id}"
+
+
+def messages(user_id: int | str, chat_id: int | str) -> str:
+    return _user(user_id) + f"chat:{chat_id}:messages"
+
+
+def partial(user_id: int | str, chat_id: int | str) -> str:
+    return _user(user_id) + f"chat:{chat_id}:partial"
+
+
+def reply_lease(user_id: int | str, chat_id: int | str) -> str:
+    return _user(user_id) + f"chat:{chat_id}:lease"
+
+
+def reply_log(user_id: int | str, chat_id: int | str, gen: int | str) -> str:
+    return _user(user_id) + f"chat:{chat_id}:log:{gen}"
+
+
+def reply_channel(user_id: int | str, chat_id: int | str, gen: int | str) -> str:
+    return _user(user_id) + f"chat:{chat_id}:reply:{gen}"
+
+
+def identity(provider: str, subject: str) -> str:
+    return f"{PREFIX}identity:{provider}:{subject}"
+
+
+def oauth_state(state: str) -> str:
+    return f"{PREFIX}oauth:state:{state}"
+
+
+def dev_code(code: str) -> str:
+    return f"{PREFIX}oauth:devcode:{code}"
+
+
+def rate_limit(name: str, who: str) -> str:
+    return f"{PREFIX}rate:{name}:{who}"

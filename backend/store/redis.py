@@ -1,0 +1,31 @@
+"""Creating the Redis client of a process (single node or cluster)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from config.settings import Settings
+
+# Redis being unreachable surfaces as one of these; the API answers 503 for them.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+AnyRedis = Redis | RedisCluster
+
+
+def connect(settings: Settings, *, decode: bool = True, **extra: Any) -> AnyRedis:
+    """One pooled client; connections are made lazily and remade after Redis comes back."""
+    options: dict[str, Any] = {
+        "decode_responses": decode,
+        "socket_connect_timeout": 2,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+    }
+    options.update(extra)
+    if settings.REDIS_CLUSTER:
+        return RedisCluster.from_url(settings.REDIS_URL, **options)
+    return Redis.from_url(settings.REDIS_URL, max_connections=512, **options)

@@ -1,0 +1,85 @@
+"""Reply generations: the fenced writer used by workers, and the log/state used by readers.
+
+Each reply (one generation of a chat) has an ordered log (a Redis Stream whose entry ids are
+``0-<seq>``) and a pub/sub channel; both carry the same ready-made SSE frames, built in Lua.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import orjson
+
+from backend.store import keys
+from backend.store.redis import AnyRedis
+from backend.store.scripts import Scripts
+from backend.store.users import now_ms
+from config.settings import Settings
+
+FinishMode = Literal["done", "error", "stopped", "reap"]
+
+DEAD_WORKER_MESSAGE = "The assistant stopped responding. Please send your message again."
+
+
+class Replies:
+    def __init__(self, redis: AnyRedis, scripts: Scripts, settings: Settings) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.log_ttl = settings.REPLY_LOG_TTL_SECONDS
+        self.lease_ms = int(settings.JOB_LEASE_SECONDS * 700)  # renewed every lease/5: see README
+        self.publish_command = "SPUBLISH" if settings.REDIS_CLUSTER else "PUBLISH"
+
+    @staticmethod
+    def chunk_data(content: str) -> bytes:
+        return orjson.dumps({"content": content})
+
+    @staticmethod
+    def error_data(message: str) -> bytes:
+        return orjson.dumps({"content": "", "message": message})
+
+    async def state(self, user_id: int, chat_id: int) -> tuple[int | None, str, int]:
+        """(generation or None for a missing chat, status, last seq) of the chat's newest reply."""
+        gen, status, seq = await self.redis.hmget(keys.chat(user_id, chat_id), "replyGen", "replyStatus", "replySeq")
+        if gen is None:
+            return None, "", 0
+        return int(gen), status, int(seq)
+
+    async def claim(self, user_id: int, chat_id: int, gen: int, token: str) -> int:
+        return int(await self.scripts.claim_reply(
+            keys=[keys.chat(user_id, chat_id), keys.reply_lease(user_id, chat_id)], args=[gen, token, self.lease_ms]
+        ))
+
+    async def renew(self, user_id: int, chat_id: int, gen: int, token: str) -> bool:
+        return bool(await self.scripts.renew_reply(
+            keys=[keys.chat(user_id, chat_id), keys.reply_lease(user_id, chat_id)], args=[gen, token, self.lease_ms]
+        ))
+
+    def append_call(self, user_id: int, chat_id: int, gen: int, token: str, content: str) -> tuple[list, list]:
+        """(keys, args) of one append_chunk call, for callers that batch them in a pipeline."""
+        return (
+            [keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen),
+             keys.partial(user_id, chat_id), keys.reply_lease(user_id, chat_id)],
+            [gen, token, self.chunk_data(content), content, self.log_ttl, self.lease_ms,
+             keys.reply_channel(user_id, chat_id, gen), self.publish_command],
+        )
+
+    async def append(self, user_id: int, chat_id: int, gen: int, token: str, content: str) -> int:
+        """Seq of the appended chunk, 0 when this writer has been fenced out."""
+        call_keys, call_args = self.append_call(user_id, chat_id, gen, token, content)
+        return int(await self.scripts.append_chunk(keys=call_keys, args=call_args))
+
+    async def finish(self, user_id: int, chat_id: int, gen: int, mode: FinishMode, *, token: str = "",
+                     message: str = "") -> int:
+        """End the reply; 0 when it was already ended (or the fence did not allow it)."""
+        if mode in ("error", "reap"):
+            data = self.error_data(message or DEAD_WORKER_MESSAGE)
+        elif mode == "stopped":
+            data = orjson.dumps({"content": "", "stopped": True})
+        else:
+            data = orjson.dumps({"content": ""})
+        return int(await self.scripts.finish_reply(
+            keys=[keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id),
+                  keys.reply_lease(user_id, chat_id), keys.messages(user_id, chat_id), keys.chats(user_id)],
+            args=[gen, token, mode, data, now_ms(), self.log_ttl, keys.reply_channel(user_id, chat_id, gen),
+                  self.publish_command, chat_id],
+        ))

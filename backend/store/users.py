@@ -1,0 +1,58 @@
+"""Users, identities and sessions."""
+
+from __future__ import annotations
+
+import time
+
+from backend.store import keys
+from backend.store.redis import AnyRedis
+from backend.store.scripts import Scripts
+from backend.store.sessions import new_token, parse_token
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Users:
+    def __init__(self, redis: AnyRedis, scripts: Scripts, session_ttl: int) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.session_ttl = session_ttl
+
+    async def login(self, provider: str, subject: str, username: str) -> tuple[int, str]:
+        """Find or create the user of a provider identity and open a session: (user id, token).
+
+        Racing first logins of one identity each draw an id, but claim_identity binds only the
+        first; the loser's id is never used. Creating the user hash is idempotent, so a crash
+        between the two steps heals at the next login.
+        """
+        identity = keys.identity(provider, subject)
+        bound = await self.redis.get(identity)
+        if bound is None:
+            candidate = await self.redis.incr(keys.USER_SEQ)
+            bound = await self.scripts.claim_identity(keys=[identity], args=[candidate])
+        user_id = int(bound)
+        token = new_token(user_id)
+        _, session_key = parse_token(token)  # type: ignore[misc]
+        await self.scripts.login(
+            keys=[keys.user(user_id), session_key],
+            args=[user_id, username, now_ms(), self.session_ttl, provider],
+        )
+        return user_id, token
+
+    async def authenticate(self, token: str) -> dict[str, str] | None:
+        """The user's hash when the token is a live session, else None."""
+        parsed = parse_token(token)
+        if parsed is None:
+            return None
+        user_id, session_key = parsed
+        flat = await self.scripts.authenticate(keys=[session_key, keys.user(user_id)])
+        if not flat:
+            return None
+        return dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def logout(self, token: str) -> None:
+        parsed = parse_token(token)
+        if parsed is not None:
+            await self.redis.delete(parsed[1])

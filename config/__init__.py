@@ -1,0 +1,1 @@
+"""Settings and prompt templates shared by the API and the workers."""

@@ -1,0 +1,127 @@
+"""All configuration, read once from the environment (and `.env` when present)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+
+    REDIS_URL: str = "redis://127.0.0.1:6379/0"
+    REDIS_CLUSTER: bool = False
+
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(8000, ge=1, le=65535)
+    API_WORKERS: int = Field(1, ge=1, le=64)
+    # Base URL the browser uses to reach this API; the dev login page and its callback live here.
+    PUBLIC_URL: str = ""
+
+    WORKER_CONCURRENCY: int = Field(8, ge=1, le=10_000)
+    WORKER_METRICS_PORT: int = Field(0, ge=0, le=65535)
+    WORKER_SHUTDOWN_GRACE_SECONDS: float = Field(20.0, ge=0)
+
+    ENVIRONMENT: Literal["development", "production", "test"] = "development"
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    AUTH_PROVIDER: Literal["dev", "github", "oidc"] = "dev"
+    OAUTH_CLIENT_ID: str = ""
+    OAUTH_CLIENT_SECRET: str = ""
+    OAUTH_REDIRECT_URI: str = ""
+    OIDC_ISSUER: str = ""
+    OAUTH_SCOPES: str = ""
+    GITHUB_URL: str = "https://github.com"
+    GITHUB_API_URL: str = "https://api.github.com"
+    OAUTH_TIMEOUT_SECONDS: float = Field(10.0, gt=0)
+    SESSION_TTL_SECONDS: int = Field(2_592_000, ge=60)
+
+    LLM_PROVIDER: Literal["openai", "fake", ""] = ""
+    OPENAI_API_KEY: str = ""
+    OPENAI_BASE_URL: str = ""
+    LLM_MODEL: str = "gpt-4o-mini"
+    LLM_TIMEOUT_SECONDS: float = Field(60.0, gt=0)
+    FAKE_LLM_TOKEN_DELAY_MS: float = Field(50.0, ge=0)
+    QUESTION_COUNT: int = Field(5, ge=1, le=50)
+    CHAT_CONTEXT_CHARS: int = Field(16_000, ge=500)
+
+    JOB_LEASE_SECONDS: float = Field(15.0, ge=1)
+    JOB_MAX_ATTEMPTS: int = Field(3, ge=1, le=10)
+    JOB_RETRY_BASE_SECONDS: float = Field(0.5, ge=0)
+    REPLY_LOG_TTL_SECONDS: int = Field(86_400, ge=60)
+    SSE_PING_SECONDS: float = Field(15.0, gt=0, le=15)
+
+    RATE_LIMIT_CHAT_PER_MINUTE: int = Field(30, ge=0)
+    RATE_LIMIT_INTERVIEW_PER_MINUTE: int = Field(10, ge=0)
+    RATE_LIMIT_AUTH_PER_MINUTE: int = Field(60, ge=0)
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if not self.LLM_PROVIDER:
+            self.LLM_PROVIDER = "openai" if self.OPENAI_API_KEY else "fake"
+        if not self.PUBLIC_URL:
+            host = "127.0.0.1" if self.HOST in ("0.0.0.0", "::") else self.HOST
+            self.PUBLIC_URL = f"http://{host}:{self.PORT}"
+        self.PUBLIC_URL = self.PUBLIC_URL.rstrip("/")
+        if not self.OAUTH_REDIRECT_URI and self.AUTH_PROVIDER == "dev":
+            self.OAUTH_REDIRECT_URI = f"{self.PUBLIC_URL}/dev/callback"
+        prod = self.ENVIRONMENT == "production"
+        if prod and self.AUTH_PROVIDER == "dev":
+            raise ValueError("AUTH_PROVIDER: 'dev' is refused when ENVIRONMENT=production")
+        if prod and self.LLM_PROVIDER == "fake":
+            raise ValueError("LLM_PROVIDER: 'fake' is refused when ENVIRONMENT=production")
+        if self.AUTH_PROVIDER in ("github", "oidc"):
+            for name in ("OAUTH_CLIENT_ID", "OAUTH_REDIRECT_URI"):
+                if not getattr(self, name):
+                    raise ValueError(f"{name}: required when AUTH_PROVIDER={self.AUTH_PROVIDER}")
+        if self.AUTH_PROVIDER == "oidc" and not self.OIDC_ISSUER:
+            raise ValueError("OIDC_ISSUER: required when AUTH_PROVIDER=oidc")
+        if self.LLM_PROVIDER == "openai" and not self.OPENAI_API_KEY:
+            raise ValueError("OPENAI_API_KEY: required when LLM_PROVIDER=openai")
+        if not self.REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL: must start with redis://, rediss:// or unix://")
+        return self
+
+    @property
+    def scopes(self) -> str:
+        if self.OAUTH_SCOPES:
+            return self.OAUTH_SCOPES
+        return {"github": "read:user", "oidc": "openid profile email"}.get(self.AUTH_PROVIDER, "profile")
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming the offending variable, for start-up failures."""
+    first = error.errors()[0]
+    name = ".".join(str(p) for p in first["loc"]) if first["loc"] else ""
+    message = first["msg"].removeprefix("Value error, ")
+    if name:
+        return f"configuration error: {name}: {message}"
+    return f"configuration error: {message}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process; exits with one clear line when they are invalid."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        print(describe_error(error), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def prompt_path(name: str) -> str:
+    return os.path.join(os.path.dirname(__file__), "prompts", name)

@@ -1,0 +1,30 @@
+-- End a reply: append the final event, save the (partial) text to the history, free the chat.
+-- KEYS[1] chat  KEYS[2] log  KEYS[3] partial text  KEYS[4] lease  KEYS[5] messages  KEYS[6] chat index
+-- ARGV[1] generation  ARGV[2] worker token  ARGV[3] mode  ARGV[4] data JSON  ARGV[5] now ms
+-- ARGV[6] log ttl s  ARGV[7] channel  ARGV[8] PUBLISH or SPUBLISH  ARGV[9] chat id
+-- mode: 'done' / 'error' from the writer (token must match); 'stopped' from a user's stop;
+-- 'reap' from anyone who sees a writer that sent chunks and whose lease expired.
+-- -> seq of the final event, or 0 when there was nothing to end
+local reply = redis.call('HMGET', KEYS[1], 'replyGen', 'replyToken', 'replyStatus', 'replySeq')
+if reply[1] ~= ARGV[1] then return 0 end
+if reply[3] ~= 'queued' and reply[3] ~= 'streaming' then return 0 end
+local mode = ARGV[3]
+if (mode == 'done' or mode == 'error') and reply[2] ~= ARGV[2] then return 0 end
+if mode == 'reap' and (reply[3] ~= 'streaming' or reply[4] == '0' or redis.call('EXISTS', KEYS[4]) == 1) then
+  return 0
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'replySeq', 1)
+local event = 'error'
+if mode == 'done' or mode == 'stopped' then event = 'done' end
+local frame = 'id: ' .. ARGV[1] .. '-' .. seq .. '\nevent: ' .. event .. '\ndata: ' .. ARGV[4] .. '\n\n'
+redis.call('XADD', KEYS[2], '0-' .. seq, 'f', frame)
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+local text = redis.call('GET', KEYS[3]) or ''
+if text ~= '' or mode == 'done' then
+  redis.call('RPUSH', KEYS[5], cjson.encode({role = 'assistant', content = text, createdAt = tonumber(ARGV[5])}))
+end
+redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('HSET', KEYS[1], 'replyStatus', 'idle', 'replyToken', '', 'updatedAt', ARGV[5])
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[9])
+redis.call(ARGV[8], ARGV[7], frame)
+return seq
