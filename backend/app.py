@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 
 from sanic import Request, Sanic
@@ -15,6 +17,7 @@ from backend.auth.dev import bp as dev_login_bp
 from backend.auth.providers import make_provider
 from backend.auth.routes import bp as auth_bp
 from backend.interview.routes import bp as interview_bp
+from backend.logs import configure_logging
 from backend.ops.routes import bp as ops_bp
 from backend.store.redis import connect
 from backend.store.store import Store
@@ -22,10 +25,13 @@ from config.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 64 * 1024
 
+access = logging.getLogger("backend.access")
+
 
 def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic:
     settings = settings or get_settings()
-    app = Sanic(name)
+    configure_logging(settings.LOG_LEVEL)
+    app = Sanic(name, configure_logging=False)
     app.config.update(
         REQUEST_MAX_SIZE=MAX_BODY_BYTES,
         AUTO_EXTEND=False,
@@ -68,11 +74,17 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
     async def request_id(request: Request) -> None:
         given = request.headers.get("x-request-id", "")
         request.ctx.request_id = given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
+        request.ctx.started = time.perf_counter()
 
     @app.on_response
-    async def echo_request_id(request: Request, response: HTTPResponse) -> None:
+    async def log_request(request: Request, response: HTTPResponse) -> None:
         request_id = getattr(request.ctx, "request_id", None)
-        if request_id:
-            response.headers["X-Request-ID"] = request_id
+        if request_id is None:
+            return
+        response.headers["X-Request-ID"] = request_id
+        access.info("request", extra={
+            "request_id": request_id, "method": request.method, "path": request.path,
+            "status": response.status, "ms": round((time.perf_counter() - request.ctx.started) * 1000, 2),
+        })
 
     return app

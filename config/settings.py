@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import sys
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class Settings(BaseSettings):
@@ -49,6 +48,7 @@ class Settings(BaseSettings):
     LLM_MODEL: str = "gpt-4o-mini"
     LLM_TIMEOUT_SECONDS: float = Field(60.0, gt=0)
     FAKE_LLM_TOKEN_DELAY_MS: float = Field(50.0, ge=0)
+    FAKE_LLM_REPLY_WORDS: int = Field(60, ge=1)
     QUESTION_COUNT: int = Field(5, ge=1, le=50)
     CHAT_CONTEXT_CHARS: int = Field(16_000, ge=500)
 

@@ -3,6 +3,7 @@
 -- ARGV[1] generation  ARGV[2] worker token  ARGV[3] mode  ARGV[4] data JSON  ARGV[5] now ms
 -- ARGV[6] log ttl s  ARGV[7] channel  ARGV[8] PUBLISH or SPUBLISH  ARGV[9] chat id
 -- mode: 'done' / 'error' from the writer (token must match); 'stopped' from a user's stop;
+-- 'fail' from the worker holding the job after its last attempt;
 -- 'reap' from anyone who sees a writer that sent chunks and whose lease expired.
 -- -> seq of the final event, or 0 when there was nothing to end
 local reply = redis.call('HMGET', KEYS[1], 'replyGen', 'replyToken', 'replyStatus', 'replySeq')

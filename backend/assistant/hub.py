@@ -27,7 +27,7 @@ CONFIRM_TIMEOUT_SECONDS = 5.0
 class Listener:
     """What one open stream receives: frames in arrival order, plus wake-ups."""
 
-    __slots__ = ("frames", "wake", "resync", "closing")
+    __slots__ = ("closing", "frames", "resync", "wake")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
@@ -126,7 +126,7 @@ class Hub:
                 await self._read()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # noqa: BLE001 - any failure means: reconnect
+            except Exception as error:
                 log.warning("pub/sub connection lost, reconnecting", extra={"error": repr(error)})
                 self.reconnects += 1
                 if self._pubsub is not None:

@@ -18,7 +18,8 @@ bp = Blueprint("dev_login", url_prefix="/dev")
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem}}
-input,button{{font-size:1rem;padding:.4rem}} code,pre{{background:#f3f3f3;padding:.2rem;word-break:break-all;white-space:pre-wrap}}</style>
+input,button{{font-size:1rem;padding:.4rem}}
+pre{{background:#f3f3f3;padding:.2rem;word-break:break-all;white-space:pre-wrap}}</style>
 </head><body>{body}</body></html>"""
 
 LOGIN_FORM = """<h1>Development login</h1>

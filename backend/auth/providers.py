@@ -63,7 +63,7 @@ class _ProviderCalls:
             return await asyncio.wait_for(coroutine, self.settings.OAUTH_TIMEOUT_SECONDS + 1)
         except OAuthError as error:
             raise BadRequest(f"Login failed: the provider rejected the code ({error.error}).") from None
-        except (httpx2.TimeoutException, asyncio.TimeoutError):
+        except (TimeoutError, httpx2.TimeoutException):
             raise ServiceUnavailable("Login failed: the login provider did not answer in time.") from None
         except httpx2.TransportError:
             raise ServiceUnavailable("Login failed: the login provider is unreachable.") from None

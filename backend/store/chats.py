@@ -28,7 +28,8 @@ class Chats:
 
     async def create(self, user_id: int) -> int:
         chat_id = int(await self.redis.incr(keys.CHAT_SEQ))
-        await self.scripts.create_chat(keys=[keys.chat(user_id, chat_id), keys.chats(user_id)], args=[chat_id, now_ms()])
+        await self.scripts.create_chat(keys=[keys.chat(user_id, chat_id), keys.chats(user_id)],
+                                       args=[chat_id, now_ms()])
         return chat_id
 
     async def list(self, user_id: int) -> list[dict[str, Any]]:
@@ -74,7 +75,7 @@ class Chats:
             if outcome != -1:
                 return outcome == 1
 
-    async def start_reply(self, user_id: int, chat_id: int, prompt: str) -> int | None:
+    async def start_reply(self, user_id: int, chat_id: int, prompt: str, *, reap: bool = True) -> int | None:
         """Store the prompt and open a reply: its generation, None when the chat does not exist."""
         now = now_ms()
         message = orjson.dumps({"role": "user", "content": prompt, "createdAt": now})
@@ -88,5 +89,12 @@ class Chats:
         if gen == -1:
             return None
         if gen == -2:
+            # A reply whose writer died and that nobody is watching would block the chat.
+            if reap and await self._reap_newest(user_id, chat_id):
+                return await self.start_reply(user_id, chat_id, prompt, reap=False)
             raise ReplyInFlight
         return gen
+
+    async def _reap_newest(self, user_id: int, chat_id: int) -> bool:
+        gen, _, _ = await self.replies.state(user_id, chat_id)
+        return gen is not None and bool(await self.replies.finish(user_id, chat_id, gen, "reap"))

@@ -16,7 +16,7 @@ from backend.store.scripts import Scripts
 from backend.store.users import now_ms
 from config.settings import Settings
 
-FinishMode = Literal["done", "error", "stopped", "reap"]
+FinishMode = Literal["done", "error", "stopped", "fail", "reap"]
 
 DEAD_WORKER_MESSAGE = "The assistant stopped responding. Please send your message again."
 
@@ -71,7 +71,7 @@ class Replies:
     async def finish(self, user_id: int, chat_id: int, gen: int, mode: FinishMode, *, token: str = "",
                      message: str = "") -> int:
         """End the reply; 0 when it was already ended (or the fence did not allow it)."""
-        if mode in ("error", "reap"):
+        if mode in ("error", "fail", "reap"):
             data = self.error_data(message or DEAD_WORKER_MESSAGE)
         elif mode == "stopped":
             data = orjson.dumps({"content": "", "stopped": True})

@@ -1,0 +1,87 @@
+"""python -m workers: one worker process (WORKER_CONCURRENCY jobs at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+
+from prometheus_client import start_http_server
+
+from backend.logs import configure_logging
+from backend.store import keys
+from backend.store.redis import connect
+from backend.store.store import Store
+from config.settings import Settings, get_settings
+from workers.jobs.chat import ChatJob
+from workers.jobs.questions import QuestionsJob
+from workers.llm import make_llm
+from workers.runner import Runner
+
+log = logging.getLogger("workers")
+
+
+async def listen_for_stops(settings: Settings, chat: ChatJob) -> None:
+    """Stop commands from any API pod, on their own connection; reconnects forever."""
+    redis = connect(settings)
+    while True:
+        try:
+            pubsub = redis.pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(keys.CONTROL_CHANNEL)
+            while True:
+                message = await pubsub.get_message(timeout=5.0)
+                if message is None:
+                    continue
+                command, *args = str(message["data"]).split()
+                if command == "stop" and len(args) == 3:
+                    chat.stop(*(int(a) for a in args))
+        except asyncio.CancelledError:
+            await redis.aclose()
+            raise
+        except Exception as error:
+            log.warning("control channel lost, reconnecting", extra={"error": repr(error)})
+            await asyncio.sleep(0.5)
+
+
+async def serve(settings: Settings) -> None:
+    store = Store(settings)
+    llm = make_llm(settings)
+    chat = ChatJob(store, llm, settings.CHAT_CONTEXT_CHARS, settings.JOB_LEASE_SECONDS)
+    handlers = {"questions": QuestionsJob(store, llm, settings.QUESTION_COUNT), "chat": chat}
+    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    runner = Runner(store.redis, store.scripts, settings, handlers, consumer)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runner.request_stop)
+    stops = asyncio.create_task(listen_for_stops(settings, chat))
+    log.info("worker started", extra={"consumer": consumer, "concurrency": settings.WORKER_CONCURRENCY,
+                                      "llm": settings.LLM_PROVIDER})
+    try:
+        await runner.run()
+    finally:
+        stops.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stops
+        await llm.aclose()
+        await store.close()
+        log.info("worker stopped", extra={"consumer": consumer})
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.LOG_LEVEL)
+    if settings.WORKER_METRICS_PORT:
+        start_http_server(settings.WORKER_METRICS_PORT, addr=settings.HOST)
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings))
+    except ImportError:
+        asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

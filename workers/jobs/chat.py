@@ -1,0 +1,143 @@
+"""The `chat` job: stream one reply from the LLM into the reply's log and channel.
+
+The writer claims the reply generation with a token of its own; every chunk is appended by
+lua/append_chunk.lua fenced by (generation, token), so a stale or duplicate worker cannot
+write. A heartbeat renews the reply's lease so readers can tell a dead writer from a slow one.
+A user's stop (any pod) reaches the writer over the control channel and cancels the LLM call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+from backend.store import keys
+from backend.store.interview import IN_PROGRESS, QUESTION_NOT_READY, SUCCESS
+from backend.store.store import Store
+from workers import metrics
+from workers.llm import LLM, LLMError
+from workers.llm.base import load_prompt
+from workers.runner import Job
+
+log = logging.getLogger("workers.chat")
+
+LLM_FAILED = "The assistant could not finish this reply. Please try again."
+
+
+def trim_history(history: list[dict[str, str]], budget_chars: int) -> list[dict[str, str]]:
+    """The newest messages that fit the budget; the newest one is always kept."""
+    kept: list[dict[str, str]] = []
+    used = 0
+    for message in reversed(history):
+        used += len(message["content"])
+        if kept and used > budget_chars:
+            break
+        kept.append({"role": message["role"], "content": message["content"]})
+    kept.reverse()
+    return kept
+
+
+def interview_summary(user: dict[str, str]) -> str:
+    status = user.get("status", "")
+    if status == SUCCESS:
+        return f"completed, {user.get('score', 0)} of {user.get('total', 0)} questions answered correctly."
+    if status == IN_PROGRESS:
+        return "questions generated, not all answered yet."
+    if status == QUESTION_NOT_READY:
+        return "questions are being generated."
+    return "not taken yet."
+
+
+class ChatJob:
+    def __init__(self, store: Store, llm: LLM, context_chars: int, lease_seconds: float) -> None:
+        self.store = store
+        self.replies = store.replies
+        self.llm = llm
+        self.context_chars = context_chars
+        self.renew_every = lease_seconds * 0.2
+        self.system_template = load_prompt("chat_system.txt")
+        self.writing: dict[tuple[int, int, int], asyncio.Task[None]] = {}
+        self.stopped: set[asyncio.Task[None]] = set()
+
+    def stop(self, user_id: int, chat_id: int, gen: int) -> None:
+        """A user stopped this reply (from any pod): cancel the LLM call now."""
+        task = self.writing.get((user_id, chat_id, gen))
+        if task is not None and not task.done():
+            self.stopped.add(task)
+            task.cancel()
+
+    async def run(self, job: Job) -> None:
+        user_id, chat_id, gen = int(job.fields["userId"]), int(job.fields["chatId"]), int(job.fields["gen"])
+        token = uuid.uuid4().hex  # unique per attempt: a stale attempt can never write again
+        claimed = await self.replies.claim(user_id, chat_id, gen, token)
+        if claimed == 0:
+            return  # stopped, deleted or superseded before we got to it
+        if claimed == 2:
+            # An earlier writer sent chunks and died: the reply cannot be resumed mid-way.
+            await self.replies.finish(user_id, chat_id, gen, "reap")
+            return
+        writer = asyncio.create_task(self._write(job, user_id, chat_id, gen, token))
+        self.writing[(user_id, chat_id, gen)] = writer
+        heartbeat = asyncio.create_task(self._heartbeat(user_id, chat_id, gen, token))
+        try:
+            await writer
+        except asyncio.CancelledError:
+            if writer not in self.stopped:
+                await self._abandon(writer, user_id, chat_id, gen, token)
+                raise
+            log.info("reply stopped by the user", extra={"job": job.id, "request_id": job.request_id})
+        finally:
+            heartbeat.cancel()
+            self.stopped.discard(writer)
+            self.writing.pop((user_id, chat_id, gen), None)
+
+    async def _abandon(self, writer: asyncio.Task[None], user_id: int, chat_id: int, gen: int, token: str) -> None:
+        """This worker is shutting down mid-reply: end it cleanly rather than leave readers waiting."""
+        writer.cancel()
+        with contextlib.suppress(BaseException):
+            await writer
+        with contextlib.suppress(Exception):
+            await self.replies.finish(user_id, chat_id, gen, "error", token=token,
+                                      message="The assistant was restarted. Please send your message again.")
+
+    async def _write(self, job: Job, user_id: int, chat_id: int, gen: int, token: str) -> None:
+        messages = await self._context(user_id, chat_id)
+        started = time.perf_counter()
+        sent = 0
+        try:
+            async for piece in self.llm.stream_reply(messages):
+                if sent == 0:
+                    metrics.LLM_LATENCY.labels("chat_first_token").observe(time.perf_counter() - started)
+                if not await self.replies.append(user_id, chat_id, gen, token, piece):
+                    return  # fenced out: stopped, deleted or taken over
+                sent += 1
+                metrics.LLM_TOKENS.inc()
+        except LLMError as error:
+            if sent == 0:
+                raise  # nothing out yet: the runner retries with backoff
+            log.warning("LLM failed mid-reply", extra={"job": job.id, "error": str(error)})
+            await self.replies.finish(user_id, chat_id, gen, "error", token=token, message=LLM_FAILED)
+            return
+        await self.replies.finish(user_id, chat_id, gen, "done", token=token)
+
+    async def _context(self, user_id: int, chat_id: int) -> list[dict[str, str]]:
+        user = await self.store.redis.hgetall(keys.user(user_id))
+        history = await self.store.chats.history(user_id, chat_id)
+        system = self.system_template.format(
+            skill_description=user.get("skillDescription") or "(not given)",
+            interview_summary=interview_summary(user),
+        )
+        return [{"role": "system", "content": system}, *trim_history(history, self.context_chars - len(system))]
+
+    async def _heartbeat(self, user_id: int, chat_id: int, gen: int, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.renew_every)
+            with contextlib.suppress(Exception):
+                await self.replies.renew(user_id, chat_id, gen, token)
+
+    async def give_up(self, job: Job, error: BaseException | None) -> None:
+        user_id, chat_id, gen = int(job.fields["userId"]), int(job.fields["chatId"]), int(job.fields["gen"])
+        await self.replies.finish(user_id, chat_id, gen, "fail", message=LLM_FAILED)
