@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     GITHUB_URL: str = "https://github.com"
     GITHUB_API_URL: str = "https://api.github.com"
     OAUTH_TIMEOUT_SECONDS: float = Field(10.0, gt=0)
-    SESSION_TTL_SECONDS: int = Field(2_592_000, ge=60)
+    SESSION_TTL_SECONDS: int = Field(2_592_000, ge=1)
 
     LLM_PROVIDER: Literal["openai", "fake", ""] = ""
     OPENAI_API_KEY: str = ""

@@ -1,0 +1,176 @@
+"""Real processes for the whole suite: Redis (own server unless REDIS_URL is set), the API and
+workers as subprocesses, an OIDC provider (oauth2-mock-server) and an OpenAI-compatible stub."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from urllib.parse import parse_qsl, urlparse
+
+import httpx
+import pytest
+import redis as sync_redis
+
+from tests.support.ports import free_port, wait_for_port
+from tests.support.redis_server import RedisServer
+from tests.support.services import ROOT, Api, Service, Worker
+
+SUPPORT = Path(__file__).parent / "support"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = RedisServer().start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_url: str) -> Iterator[sync_redis.Redis]:
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+class Processes:
+    """Starts services for one test (or session) and stops them all afterwards."""
+
+    def __init__(self) -> None:
+        self.started: list[Service] = []
+
+    def api(self, redis_url: str, **env: str) -> Api:
+        api = Api(redis_url, **env)
+        self.started.append(api)
+        return api.start()
+
+    def worker(self, redis_url: str, **env: str) -> Worker:
+        worker = Worker(redis_url, **env)
+        self.started.append(worker)
+        return worker.start()
+
+    def stop_all(self) -> None:
+        for service in reversed(self.started):
+            service.stop(timeout=15)
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    procs = Processes()
+    yield procs
+    procs.stop_all()
+
+
+@pytest.fixture(scope="session")
+def session_processes() -> Iterator[Processes]:
+    procs = Processes()
+    yield procs
+    procs.stop_all()
+
+
+@pytest.fixture(scope="session")
+def stack(session_processes: Processes, redis_url: str) -> Api:
+    """The shared API + one worker (fake LLM) that most tests use."""
+    api = session_processes.api(redis_url)
+    session_processes.worker(redis_url, WORKER_CONCURRENCY="64")
+    return api
+
+
+@pytest.fixture
+async def client(stack: Api) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as http:
+        yield http
+
+
+async def dev_login(http: httpx.AsyncClient, username: str | None = None) -> str:
+    """The dev provider's whole flow, as a browser would do it; returns the token."""
+    username = username or f"user-{uuid.uuid4().hex[:10]}"
+    code, state = await dev_code(http, username)
+    response = await http.get("/user/auth-callback", params={"code": code, "state": state})
+    assert response.status_code == 200, response.text
+    return response.json()["token"]
+
+
+async def dev_code(http: httpx.AsyncClient, username: str) -> tuple[str, str]:
+    auth = (await http.get("/user/auth-code")).json()
+    query = dict(parse_qsl(urlparse(auth["loginUrl"]).query))
+    form = {"username": username, "state": query["state"], "code_challenge": query["code_challenge"],
+            "redirect_uri": query["redirect_uri"]}
+    response = await http.post("/dev/login", data=form)
+    assert response.status_code == 303, response.text
+    back = dict(parse_qsl(urlparse(response.headers["location"]).query))
+    assert back["state"] == auth["state"]
+    return back["code"], back["state"]
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authentication": f"Basic {token}"}
+
+
+@pytest.fixture
+async def user(client: httpx.AsyncClient) -> dict[str, str]:
+    """Headers of a fresh logged-in user."""
+    return auth(await dev_login(client))
+
+
+class LlmStub:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=5)
+
+    def control(self, **settings: object) -> None:
+        self.http.post("/_control", json=settings).raise_for_status()
+
+    def requests(self) -> list[dict]:
+        return self.http.get("/_requests").json()
+
+    def clear(self) -> None:
+        self.http.delete("/_requests").raise_for_status()
+        self.control()
+
+
+@pytest.fixture(scope="session")
+def llm_stub() -> Iterator[LlmStub]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(SUPPORT / "llm_stub.py"), str(port)], cwd=ROOT,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, process=process)
+    stub = LlmStub(f"http://127.0.0.1:{port}")
+    yield stub
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def stub(llm_stub: LlmStub) -> Iterator[LlmStub]:
+    llm_stub.clear()
+    yield llm_stub
+    llm_stub.clear()
+
+
+def openai_env(stub: LlmStub) -> dict[str, str]:
+    return {"LLM_PROVIDER": "openai", "OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": stub.url + "/v1",
+            "LLM_MODEL": "stub-model-1"}
+
+
+@pytest.fixture(scope="session")
+def oidc_issuer() -> Iterator[str]:
+    if not (SUPPORT / "node_modules" / "oauth2-mock-server").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=SUPPORT, check=True)
+    port = free_port()
+    process = subprocess.Popen(["node", str(SUPPORT / "oidc_provider.mjs"), str(port)], cwd=SUPPORT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, process=process)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
+
+
+StartApi = Callable[..., Api]
