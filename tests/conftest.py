@@ -174,3 +174,30 @@ def oidc_issuer() -> Iterator[str]:
 
 
 StartApi = Callable[..., Api]
+
+
+_next_db = iter(range(1, 16))
+
+
+def isolated_url(redis_url: str) -> str:
+    """Another database of the same Redis: its own keys and job stream, so its workers are alone."""
+    base, _, _ = redis_url.rpartition("/")
+    return f"{base}/{next(_next_db)}"
+
+
+async def eventually(check: Callable[[], object], timeout: float = 15.0, interval: float = 0.05):  # noqa: ANN201
+    """Await `check()` until it returns something truthy; fail after `timeout` seconds."""
+    import asyncio
+    import inspect
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

@@ -32,13 +32,14 @@ class Interview:
 
     async def store_questions(self, user_id: int, interview_id: int, questions: list[dict[str, Any]]) -> bool:
         """Store a generated set; False when a newer interview superseded this one."""
-        args: list[Any] = [interview_id]
+        first_id = await self.redis.incrby(keys.QUESTION_SEQ, len(questions)) - len(questions) + 1
+        args: list[Any] = [interview_id, first_id]
         for q in questions:
             public = {"content": q["content"], "choices": q["choices"], "explanation": q["explanation"],
                       "correct": q["correct"]}
             args += [orjson.dumps(public), len(q["choices"]), q["correct"]]
         stored = await self.scripts.store_questions(
-            keys=[keys.user(user_id), keys.questions(user_id), keys.answers(user_id), keys.question_seq(user_id)],
+            keys=[keys.user(user_id), keys.questions(user_id), keys.answers(user_id)],
             args=args,
         )
         return bool(stored)

@@ -11,6 +11,7 @@ PREFIX = "ai:"
 
 USER_SEQ = PREFIX + "seq:user"
 CHAT_SEQ = PREFIX + "seq:chat"
+QUESTION_SEQ = PREFIX + "seq:question"
 JOBS = PREFIX + "jobs"
 JOB_GROUP = "workers"
 JOB_ATTEMPTS = PREFIX + "jobs:attempts"
@@ -35,10 +36,6 @@ def questions(user_id: int | str) -> str:
 
 def answers(user_id: int | str) -> str:
     return _user(user_id) + "answers"
-
-
-def question_seq(user_id: int | str) -> str:
-    return _user(user_id) + "seq:question"
 
 
 def chats(user_id: int | str) -> str:

@@ -49,7 +49,7 @@ class FakeLLM:
         questions = []
         for index in range(count):
             topic = found[index % len(found)]
-            template, right, wrong = ANGLES[index % len(ANGLES)]
+            template, right, wrong = ANGLES[(index + index // len(found)) % len(ANGLES)]
             seed = int(hashlib.sha256(f"{description}|{index}".encode()).hexdigest(), 16)
             correct = seed % (len(wrong) + 1)
             choices = list(wrong)
