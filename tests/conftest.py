@@ -3,9 +3,12 @@ workers as subprocesses, an OIDC provider (oauth2-mock-server) and an OpenAI-com
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -185,13 +188,9 @@ def isolated_url(redis_url: str) -> str:
     return f"{base}/{next(_next_db)}"
 
 
-async def eventually(check: Callable[[], object], timeout: float = 15.0, interval: float = 0.05):  # noqa: ANN201
-    """Await `check()` until it returns something truthy; fail after `timeout` seconds."""
-    import asyncio
-    import inspect
-    import time
-
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], object], within: float = 15.0, interval: float = 0.05):
+    """Await `check()` until it returns something truthy; fail after `within` seconds."""
+    deadline = time.monotonic() + within
     while True:
         result = check()
         if inspect.isawaitable(result):
@@ -199,5 +198,5 @@ async def eventually(check: Callable[[], object], timeout: float = 15.0, interva
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)

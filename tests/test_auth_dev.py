@@ -59,7 +59,7 @@ async def test_unknown_state_and_missing_params(client: httpx.AsyncClient) -> No
     assert missing.status_code == 400 and "code" in missing.json()["message"]
 
 
-async def test_expired_state(client: httpx.AsyncClient, redis_client) -> None:  # noqa: ANN001
+async def test_expired_state(client: httpx.AsyncClient, redis_client) -> None:
     code, state = await dev_code(client, "slowpoke")
     redis_client.delete(f"ai:oauth:state:{state}")  # what the 10-minute TTL does
     response = await client.get("/user/auth-callback", params={"code": code, "state": state})
@@ -106,7 +106,7 @@ async def test_logout_invalidates_token_everywhere(client: httpx.AsyncClient, pr
     assert (await client.post("/user/logout", headers=auth(token))).status_code == 401
 
 
-async def test_only_token_hash_is_stored(client: httpx.AsyncClient, redis_client) -> None:  # noqa: ANN001
+async def test_only_token_hash_is_stored(client: httpx.AsyncClient, redis_client) -> None:
     token = await dev_login(client)
     user_id = token.partition(".")[0]
     sessions = list(redis_client.scan_iter(f"ai:{{u:{user_id}}}:session:*"))

@@ -15,7 +15,7 @@ REDIRECT = "http://127.0.0.1:9/client/callback"  # the client's page; the test p
 
 
 @pytest.fixture
-def oidc_api(processes: Processes, redis_url: str, oidc_issuer: str):  # noqa: ANN201
+def oidc_api(processes: Processes, redis_url: str, oidc_issuer: str):
     return processes.api(redis_url, AUTH_PROVIDER="oidc", OIDC_ISSUER=oidc_issuer, OAUTH_CLIENT_ID="backend-client",
                          OAUTH_CLIENT_SECRET="test-secret", OAUTH_REDIRECT_URI=REDIRECT, OAUTH_TIMEOUT_SECONDS="2")
 
@@ -30,7 +30,7 @@ async def provider_redirect(login_url: str, subject: str) -> dict[str, str]:
     return dict(parse_qsl(urlparse(location).query))
 
 
-async def test_oidc_login_flow(oidc_api) -> None:  # noqa: ANN001
+async def test_oidc_login_flow(oidc_api) -> None:
     async with httpx.AsyncClient(base_url=oidc_api.url) as http:
         auth_code = (await http.get("/user/auth-code")).json()
         query = dict(parse_qsl(urlparse(auth_code["loginUrl"]).query))
@@ -49,7 +49,7 @@ async def test_oidc_login_flow(oidc_api) -> None:  # noqa: ANN001
         assert (await http.get("/user/info", headers=auth(token))).json()["userId"] == info["userId"]
 
 
-async def test_oidc_wrong_code_is_400(oidc_api) -> None:  # noqa: ANN001
+async def test_oidc_wrong_code_is_400(oidc_api) -> None:
     async with httpx.AsyncClient(base_url=oidc_api.url) as http:
         state = (await http.get("/user/auth-code")).json()["state"]
         response = await http.get("/user/auth-callback", params={"code": "forged", "state": state})
@@ -57,7 +57,7 @@ async def test_oidc_wrong_code_is_400(oidc_api) -> None:  # noqa: ANN001
         assert "Login failed" in response.json()["message"]
 
 
-async def test_oidc_state_replay_is_400(oidc_api) -> None:  # noqa: ANN001
+async def test_oidc_state_replay_is_400(oidc_api) -> None:
     async with httpx.AsyncClient(base_url=oidc_api.url) as http:
         back = await provider_redirect((await http.get("/user/auth-code")).json()["loginUrl"], "dave")
         assert (await http.get("/user/auth-callback", params=back)).status_code == 200

@@ -47,7 +47,8 @@ async def test_full_interview_to_success(client: httpx.AsyncClient, user: dict[s
     assert (await client.get("/user/info", headers=user)).json()["interviewQuestionStatus"] == "IN_PROGRESS"
 
     first = questions[0]
-    assert (await client.post(f"/user/questions/{first['id']}/answer", headers=user, json={"answer": 0})).status_code == 200
+    response = await client.post(f"/user/questions/{first['id']}/answer", headers=user, json={"answer": 0})
+    assert response.status_code == 200
     answered = {q["id"]: q for q in await ready_questions(client, user)}
     assert answered[first["id"]]["userAnswer"] == 0 and "userAnswer" not in answered[questions[1]["id"]]
     assert "correctAnswer" not in answered[first["id"]]
@@ -124,7 +125,7 @@ async def test_bad_answers(client: httpx.AsyncClient, user: dict[str, str]) -> N
 
 
 async def test_answer_while_questions_not_ready_is_409(client: httpx.AsyncClient, user: dict[str, str],
-                                                      redis_client) -> None:  # noqa: ANN001
+                                                      redis_client) -> None:
     await describe(client, user)
     user_id = (await client.get("/user/info", headers=user)).json()["userId"]
     await ready_questions(client, user)

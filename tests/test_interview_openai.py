@@ -13,14 +13,14 @@ from tests.test_interview import describe, ready_questions
 
 
 @pytest.fixture
-def openai_stack(processes: Processes, redis_url: str, stub: LlmStub):  # noqa: ANN201
+def openai_stack(processes: Processes, redis_url: str, stub: LlmStub):
     url = isolated_url(redis_url)
     api = processes.api(url)
     processes.worker(url, JOB_RETRY_BASE_SECONDS="0.05", **openai_env(stub))
     return api
 
 
-async def test_questions_from_openai_compatible_server(openai_stack, stub: LlmStub) -> None:  # noqa: ANN001
+async def test_questions_from_openai_compatible_server(openai_stack, stub: LlmStub) -> None:
     async with httpx.AsyncClient(base_url=openai_stack.url) as http:
         user = auth(await dev_login(http))
         await describe(http, user, "Kotlin coroutines and Android")
@@ -41,7 +41,7 @@ async def test_questions_from_openai_compatible_server(openai_stack, stub: LlmSt
 
 
 @pytest.mark.parametrize("mode", ["error500", "invalid_json", "wrong_schema"])
-async def test_llm_failures_are_retried_then_reported(openai_stack, stub: LlmStub, mode: str) -> None:  # noqa: ANN001
+async def test_llm_failures_are_retried_then_reported(openai_stack, stub: LlmStub, mode: str) -> None:
     stub.control(questions=mode)
     async with httpx.AsyncClient(base_url=openai_stack.url) as http:
         user = auth(await dev_login(http))
@@ -56,7 +56,7 @@ async def test_llm_failures_are_retried_then_reported(openai_stack, stub: LlmStu
     assert len(stub.requests()) == 3  # JOB_MAX_ATTEMPTS
 
 
-async def test_newer_description_wins_over_running_job(openai_stack, stub: LlmStub) -> None:  # noqa: ANN001
+async def test_newer_description_wins_over_running_job(openai_stack, stub: LlmStub) -> None:
     stub.control(questions_delay=1.0)
     async with httpx.AsyncClient(base_url=openai_stack.url) as http:
         user = auth(await dev_login(http))

@@ -22,7 +22,7 @@ DEFAULTS = {"questions": "ok", "questions_delay": 0.0, "chat": "ok", "chat_chunk
             "fail_after": 5}
 
 
-def setting(name: str):  # noqa: ANN201
+def setting(name: str):
     return state["control"].get(name, DEFAULTS[name])
 
 

@@ -10,7 +10,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 15.0, process=None) -> None:  # noqa: ANN001
+def wait_for_port(port: int, timeout: float = 15.0, process=None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
