@@ -17,7 +17,10 @@ def main() -> None:
         host=settings.HOST, port=settings.PORT, workers=settings.API_WORKERS,
         single_process=settings.API_WORKERS == 1, access_log=False, motd=False,
     )
-    Sanic.serve(primary=app, app_loader=loader)
+    if settings.API_WORKERS == 1:
+        Sanic.serve_single(primary=app)  # no manager process: signals reach the server directly
+    else:
+        Sanic.serve(primary=app, app_loader=loader)
 
 
 if __name__ == "__main__":

