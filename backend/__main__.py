@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from sanic import Sanic
-from sanic.worker.loader import AppLoader
-
-from backend.app import create_app
-from config.settings import get_settings
+import os
+import tempfile
 
 
 def main() -> None:
+    from config.settings import get_settings
+
     settings = get_settings()  # exits with one clear line when the configuration is invalid
+    if settings.API_WORKERS > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Must be set before prometheus_client is imported, in this process and the workers.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="api-metrics-")
+
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from backend.app import create_app
+
     loader = AppLoader(factory=create_app)
     app = loader.load()
     app.prepare(

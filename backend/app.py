@@ -9,7 +9,7 @@ import uuid
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
-from backend import errors
+from backend import cors, errors
 from backend.assistant.hub import Hub
 from backend.assistant.relay import ReplyRelay
 from backend.assistant.routes import bp as assistant_bp
@@ -18,6 +18,7 @@ from backend.auth.providers import make_provider
 from backend.auth.routes import bp as auth_bp
 from backend.interview.routes import bp as interview_bp
 from backend.logs import configure_logging
+from backend.ops import metrics, openapi
 from backend.ops.routes import bp as ops_bp
 from backend.store.redis import connect
 from backend.store.store import Store
@@ -41,10 +42,12 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
     )
     app.ctx.settings = settings
     errors.install(app)
-    for blueprint in (auth_bp, interview_bp, assistant_bp, ops_bp):
+    for blueprint in (auth_bp, interview_bp, assistant_bp, ops_bp, metrics.bp):
         app.blueprint(blueprint)
     if settings.AUTH_PROVIDER == "dev" and settings.ENVIRONMENT != "production":
         app.blueprint(dev_login_bp)
+    openapi.install(app)
+    cors.install(app, settings.CORS_ORIGINS)
 
     @app.before_server_start
     async def open_connections(app: Sanic) -> None:
@@ -82,9 +85,11 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         if request_id is None:
             return
         response.headers["X-Request-ID"] = request_id
+        elapsed = time.perf_counter() - request.ctx.started
+        metrics.observe(request, response, elapsed)
         access.info("request", extra={
             "request_id": request_id, "method": request.method, "path": request.path,
-            "status": response.status, "ms": round((time.perf_counter() - request.ctx.started) * 1000, 2),
+            "status": response.status, "ms": round(elapsed * 1000, 2),
         })
 
     return app

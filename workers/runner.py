@@ -142,7 +142,7 @@ class Runner:
                 if fields is None or entry_id in self.running:
                     continue
                 log.info("reclaimed job of a dead worker", extra={"job": entry_id})
-                metrics.JOBS.labels(fields.get("type", ""), "reclaimed").inc()
+                await self._count(fields.get("type", ""), "reclaimed")
                 self._start(entry_id, fields)
 
     def _start(self, entry_id: str, fields: dict[str, str]) -> None:
@@ -173,11 +173,11 @@ class Runner:
             attempt = await self.redis.hincrby(keys.JOB_ATTEMPTS, job.id, 1)
             if attempt > self.max_attempts:
                 await handler.give_up(job, None)
-                metrics.JOBS.labels(job.type, "failed").inc()
+                await self._count(job.type, "failed")
                 return
             try:
                 await handler.run(job)
-                metrics.JOBS.labels(job.type, "done").inc()
+                await self._count(job.type, "done")
                 return
             except asyncio.CancelledError:
                 raise
@@ -186,10 +186,16 @@ class Runner:
                                                           "error": repr(error), "request_id": job.request_id})
                 if attempt >= self.max_attempts:
                     await handler.give_up(job, error)
-                    metrics.JOBS.labels(job.type, "failed").inc()
+                    await self._count(job.type, "failed")
                     return
-                metrics.JOBS.labels(job.type, "retried").inc()
+                await self._count(job.type, "retried")
                 await asyncio.sleep(self.retry_base * 2 ** (attempt - 1))
+
+    async def _count(self, job_type: str, outcome: str) -> None:
+        """This process's counter, and the cluster-wide one the API's /metrics reports."""
+        metrics.JOBS.labels(job_type, outcome).inc()
+        with contextlib.suppress(*UNAVAILABLE):
+            await self.redis.hincrby(keys.JOB_STATS, f"{job_type}:{outcome}", 1)
 
     async def _keep_claimed(self, job: Job) -> None:
         while True:

@@ -14,6 +14,7 @@ from sanic.response import ResponseStream
 from sanic.response.types import HTTPResponse
 
 from backend.assistant.hub import Hub, Listener
+from backend.ops.metrics import OPEN_STREAMS
 from backend.store import keys
 from backend.store.replies import Replies
 
@@ -41,9 +42,11 @@ class ReplyRelay:
         log_key = keys.reply_log(user_id, chat_id, gen)
         listener = Listener()
         await self.hub.subscribe(channel, listener)
+        OPEN_STREAMS.inc()
         try:
             await self._follow(response, listener, user_id, chat_id, gen, log_key, after_seq)
         finally:
+            OPEN_STREAMS.dec()
             self.hub.unsubscribe(channel, listener)
 
     async def _read_log(self, log_key: str, after: int) -> list[bytes]:

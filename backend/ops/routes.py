@@ -12,6 +12,7 @@ from backend.store.redis import UNAVAILABLE
 bp = Blueprint("ops")
 
 
+
 @bp.get("/health")
 async def health(request: Request) -> HTTPResponse:
     return json({"status": "ok"})

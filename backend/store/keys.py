@@ -15,6 +15,7 @@ QUESTION_SEQ = PREFIX + "seq:question"
 JOBS = PREFIX + "jobs"
 JOB_GROUP = "workers"
 JOB_ATTEMPTS = PREFIX + "jobs:attempts"
+JOB_STATS = PREFIX + "stats:jobs"  # "<type>:<outcome>" -> count, for /metrics
 CONTROL_CHANNEL = PREFIX + "control"
 
 

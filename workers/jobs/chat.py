@@ -116,12 +116,19 @@ class ChatJob:
                 sent += 1
                 metrics.LLM_TOKENS.inc()
         except LLMError as error:
+            await self._count_chunks(sent)
             if sent == 0:
                 raise  # nothing out yet: the runner retries with backoff
             log.warning("LLM failed mid-reply", extra={"job": job.id, "error": str(error)})
             await self.replies.finish(user_id, chat_id, gen, "error", token=token, message=LLM_FAILED)
             return
+        await self._count_chunks(sent)
         await self.replies.finish(user_id, chat_id, gen, "done", token=token)
+
+    async def _count_chunks(self, sent: int) -> None:
+        if sent:
+            with contextlib.suppress(Exception):
+                await self.store.redis.hincrby(keys.JOB_STATS, "llm:chunks", sent)
 
     async def _context(self, user_id: int, chat_id: int) -> list[dict[str, str]]:
         user = await self.store.redis.hgetall(keys.user(user_id))
