@@ -19,7 +19,7 @@ app = Sanic("llm_stub")
 app.config.update(AUTO_EXTEND=False, NOISY_EXCEPTIONS=False)
 state: dict = {"requests": [], "control": {}}
 DEFAULTS = {"questions": "ok", "questions_delay": 0.0, "chat": "ok", "chat_chunks": 20, "chat_delay": 0.0,
-            "fail_after": 5}
+            "fail_after": 5, "first_chunk_delay": 0.0}
 
 
 def setting(name: str):
@@ -84,6 +84,7 @@ async def stream(request: Request, body: dict) -> None:
     if mode == "error500":
         return json({"error": {"message": "boom", "type": "server_error"}}, status=500)
     response = await request.respond(content_type="text/event-stream")
+    await asyncio.sleep(setting("first_chunk_delay"))
     history = len([m for m in body["messages"] if m["role"] != "system"])
     words = [f"[history={history}]"] + [f" w{i}" for i in range(1, setting("chat_chunks"))]
     for index, word in enumerate(words):
