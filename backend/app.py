@@ -10,7 +10,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from backend import cors, errors
-from backend.assistant.hub import Hub
+from backend.assistant.hub import ClusterHub, Hub
 from backend.assistant.relay import ReplyRelay
 from backend.assistant.routes import bp as assistant_bp
 from backend.auth.dev import bp as dev_login_bp
@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         app.ctx.store = store
         app.ctx.redis = store.redis
         app.ctx.provider = make_provider(settings, store.redis)
-        hub = Hub(connect(settings, decode=False), sharded=settings.REDIS_CLUSTER)
+        log_reader = connect(settings, decode=False)
+        hub = ClusterHub(log_reader) if settings.REDIS_CLUSTER else Hub(log_reader)
         hub.start()
         app.ctx.hub = hub
         app.ctx.relay = ReplyRelay(

@@ -8,6 +8,7 @@ import json
 import httpx
 
 from tests.conftest import Processes, auth, dev_login, isolated_url
+from tests.support.ports import free_port, wait_for_port
 from tests.test_chat import new_chat, send
 
 
@@ -150,3 +151,20 @@ async def test_request_id_reaches_the_job_and_logs_hold_no_secrets(processes: Pr
     assert any(line.get("request_id") == "req-abc-123" for line in worker_lines)
     secret = token.partition(".")[2]
     assert secret not in api.output() and secret not in worker.output()
+
+
+async def test_worker_metrics_port(processes: Processes, redis_url: str) -> None:
+    url = isolated_url(redis_url)
+    api = processes.api(url)
+    port = free_port()
+    processes.worker(url, WORKER_METRICS_PORT=str(port))
+    wait_for_port(port)
+    async with httpx.AsyncClient(base_url=api.url, timeout=20) as http:
+        user = auth(await dev_login(http))
+        chat_id = await new_chat(http, user)
+        await send(http, user, chat_id, "measure me")
+        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    assert 'ai_worker_jobs_total{outcome="done",type="chat"} 1.0' in text
+    assert 'ai_llm_request_seconds_count{kind="chat_first_token"} 1.0' in text
+    chunks = next(line for line in text.splitlines() if line.startswith("ai_llm_chunks_total "))
+    assert float(chunks.split()[1]) > 30  # the fake's reply: a short intro and 30 words

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import PubSub
 
 from backend.errors import ServiceUnavailable
@@ -146,8 +147,10 @@ class Hub:
             for channel in channels:
                 if self._confirmed.get(channel) is None or self._confirmed[channel].done():
                     self._confirmed[channel] = asyncio.get_running_loop().create_future()
-        for start in range(0, len(channels), 500):
-            await self._send("subscribe", *channels[start:start + 500])
+        # One SSUBSCRIBE may only name channels of one slot; plain SUBSCRIBE is batched.
+        batch = 1 if self.sharded else 500
+        for start in range(0, len(channels), batch):
+            await self._send("subscribe", *channels[start:start + batch])
 
     async def _read(self) -> None:
         assert self._pubsub is not None
@@ -170,3 +173,51 @@ class Hub:
                     # Anything published while we were not subscribed is in the log.
                     for listener in listeners.get(channel, ()):
                         listener.flag_resync()
+
+
+class ClusterHub:
+    """The hub on a Redis Cluster: reply channels are sharded (SSUBSCRIBE), so each master node
+    gets its own Hub on one direct connection, and a channel goes to the node owning its slot."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self.redis = cluster  # log reads go through the cluster client
+        self.hubs: dict[str, Hub] = {}
+
+    def start(self) -> None:
+        """Node hubs are started on first use, once the cluster's slot map is known."""
+
+    async def stop(self) -> None:
+        for hub in self.hubs.values():
+            await hub.stop()
+            await hub.redis.aclose()
+
+    @property
+    def open_streams(self) -> int:
+        return sum(hub.open_streams for hub in self.hubs.values())
+
+    @property
+    def reconnects(self) -> int:
+        return sum(hub.reconnects for hub in self.hubs.values())
+
+    async def _hub_for(self, channel: bytes) -> Hub:
+        if not self.redis.nodes_manager.slots_cache:
+            await self.redis.initialize()
+        node = self.redis.get_node_from_key(channel)
+        hub = self.hubs.get(node.name)
+        if hub is None:
+            connection = self.redis.connection_kwargs
+            client = Redis(host=node.host, port=node.port, decode_responses=False,
+                           username=connection.get("username"), password=connection.get("password"),
+                           socket_connect_timeout=2, socket_keepalive=True)
+            hub = self.hubs[node.name] = Hub(client, sharded=True)
+            hub.start()
+        return hub
+
+    async def subscribe(self, channel: bytes, listener: Listener) -> None:
+        await (await self._hub_for(channel)).subscribe(channel, listener)
+
+    def unsubscribe(self, channel: bytes, listener: Listener) -> None:
+        for hub in self.hubs.values():
+            if channel in hub.listeners:
+                hub.unsubscribe(channel, listener)
+                return

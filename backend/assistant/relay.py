@@ -13,7 +13,7 @@ import time
 from sanic.response import ResponseStream
 from sanic.response.types import HTTPResponse
 
-from backend.assistant.hub import Hub, Listener
+from backend.assistant.hub import ClusterHub, Hub, Listener
 from backend.ops.metrics import OPEN_STREAMS
 from backend.store import keys
 from backend.store.replies import Replies
@@ -30,7 +30,7 @@ def frame_seq(frame: bytes) -> tuple[int, bool]:
 
 
 class ReplyRelay:
-    def __init__(self, hub: Hub, replies: Replies, *, ping_seconds: float, check_seconds: float) -> None:
+    def __init__(self, hub: Hub | ClusterHub, replies: Replies, *, ping_seconds: float, check_seconds: float) -> None:
         self.hub = hub
         self.replies = replies
         self.ping_seconds = ping_seconds

@@ -4,10 +4,13 @@ import socket
 import time
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(highest: int = 65535) -> int:
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port <= highest:
+            return port
 
 
 def wait_for_port(port: int, timeout: float = 15.0, process=None) -> None:

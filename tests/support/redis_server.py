@@ -52,3 +52,38 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
         self.process = None
+
+
+class RedisCluster:
+    """Three masters with `--cluster-enabled yes`, joined by `redis-cli --cluster create`."""
+
+    def __init__(self, masters: int = 3) -> None:
+        # A node's bus port is its port + 10000, so ports must stay at or below 55535.
+        self.nodes = [RedisServer(free_port(55535), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                  "--cluster-node-timeout", "2000") for _ in range(masters)]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self) -> RedisCluster:
+        for node in self.nodes:
+            node.start()
+        redis_cli = shutil.which("redis-cli")
+        if not redis_cli:
+            raise RuntimeError("redis-cli not found on PATH: install it (apt-get install redis-tools)")
+        subprocess.run([redis_cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        for node in self.nodes:
+            client = redis.Redis(port=node.port, decode_responses=True)
+            while client.cluster("info")["cluster_state"] != "ok":
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the Redis Cluster did not become ready")
+                time.sleep(0.1)
+            client.close()
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
