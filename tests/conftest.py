@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import os
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def redis_url() -> Iterator[str]:
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    server = RedisServer().start()
+    server = RedisServer(None, "--databases", "256").start()  # one database per isolated stack
     yield server.url
     server.stop()
 
@@ -179,13 +180,21 @@ def oidc_issuer() -> Iterator[str]:
 StartApi = Callable[..., Api]
 
 
-_next_db = iter(range(1, 16))
+_next_db = itertools.count(1)
 
 
 def isolated_url(redis_url: str) -> str:
-    """Another database of the same Redis: its own keys and job stream, so its workers are alone."""
+    """Another database of the same Redis: its own keys and job stream, so its workers are alone.
+
+    The suite's own redis-server has 256 databases. On a Redis given by REDIS_URL (16 by default)
+    the numbers wrap around, and a database is emptied before it is used again.
+    """
     base, _, _ = redis_url.rpartition("/")
-    return f"{base}/{next(_next_db)}"
+    number = next(_next_db)
+    if os.environ.get("REDIS_URL"):
+        number = 1 + (number - 1) % 15
+        sync_redis.Redis.from_url(f"{base}/{number}").flushdb()
+    return f"{base}/{number}"
 
 
 async def eventually(check: Callable[[], object], within: float = 15.0, interval: float = 0.05):

@@ -10,6 +10,7 @@ import signal
 import socket
 
 from prometheus_client import start_http_server
+from redis.asyncio import RedisCluster
 
 from backend.logs import configure_logging
 from backend.store import keys
@@ -29,6 +30,8 @@ async def listen_for_stops(settings: Settings, chat: ChatJob) -> None:
     redis = connect(settings)
     while True:
         try:
+            if isinstance(redis, RedisCluster):
+                await redis.initialize()  # the cluster's pub/sub needs the slot map first
             pubsub = redis.pubsub(ignore_subscribe_messages=True)
             await pubsub.subscribe(keys.CONTROL_CHANNEL)
             while True:

@@ -105,11 +105,11 @@ class Hub:
             if self._pubsub is not None:
                 asyncio.get_running_loop().create_task(self._quiet_send("unsubscribe", channel))
 
-    async def _send(self, command: str, *channels: bytes) -> None:
+    async def _send(self, command: str, channel: bytes) -> None:
         assert self._pubsub is not None
         if self.sharded:
             command = "s" + command
-        await getattr(self._pubsub, command)(*channels)
+        await getattr(self._pubsub, command)(channel)
 
     async def _quiet_send(self, command: str, channel: bytes) -> None:
         with contextlib.suppress(Exception):
@@ -139,22 +139,39 @@ class Hub:
 
     async def _connect(self, *, resync: bool) -> None:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=False)
+        try:
+            await self._subscribe_everything(pubsub, resync=resync)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+            raise
         self._pubsub = pubsub
+
+    async def _subscribe_everything(self, pubsub: PubSub, *, resync: bool) -> None:
         await pubsub.subscribe(self._home)
-        channels = list(self.listeners)
         if resync:
             # Confirmations may not arrive for channels subscribed before the drop: re-arm them.
-            for channel in channels:
+            for channel in self.listeners:
                 if self._confirmed.get(channel) is None or self._confirmed[channel].done():
                     self._confirmed[channel] = asyncio.get_running_loop().create_future()
-        # One SSUBSCRIBE may only name channels of one slot; plain SUBSCRIBE is batched.
-        batch = 1 if self.sharded else 500
-        for start in range(0, len(channels), batch):
-            await self._send("subscribe", *channels[start:start + batch])
+        # Channels added while we subscribe are picked up by the next round; the connection is
+        # published (and subscribe() sends directly) only once nothing is left over.
+        sent: set[bytes] = set()
+        while pending := [channel for channel in self.listeners if channel not in sent]:
+            await self._subscribe_all(pubsub, pending)
+            sent.update(pending)
+
+    async def _subscribe_all(self, pubsub: PubSub, channels: list[bytes]) -> None:
+        if self.sharded:  # one SSUBSCRIBE may only name channels of one slot
+            for channel in channels:
+                await pubsub.ssubscribe(channel)
+            return
+        for start in range(0, len(channels), 500):
+            await pubsub.subscribe(*channels[start:start + 500])
 
     async def _read(self) -> None:
-        assert self._pubsub is not None
         pubsub = self._pubsub
+        assert pubsub is not None
         listeners = self.listeners
         message_types = (b"message", b"smessage", "message", "smessage")
         while True:

@@ -30,8 +30,9 @@ class Replies:
         self.publish_command = "SPUBLISH" if settings.REDIS_CLUSTER else "PUBLISH"
 
     @staticmethod
-    def chunk_data(content: str) -> bytes:
-        return orjson.dumps({"content": content})
+    def chunk_data(content: str, **extra: object) -> bytes:
+        """The event's data; `extra` fields are for benchmarks (a publish time), never for clients."""
+        return orjson.dumps({"content": content, **extra} if extra else {"content": content})
 
     @staticmethod
     def error_data(message: str) -> bytes:
@@ -54,19 +55,15 @@ class Replies:
             keys=[keys.chat(user_id, chat_id), keys.reply_lease(user_id, chat_id)], args=[gen, token, self.lease_ms]
         ))
 
-    def append_call(self, user_id: int, chat_id: int, gen: int, token: str, content: str) -> tuple[list, list]:
+    def append_call(self, user_id: int, chat_id: int, gen: int, token: str, content: str,
+                    **extra: object) -> tuple[list, list]:
         """(keys, args) of one append_chunk call, for callers that batch them in a pipeline."""
         return (
             [keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen),
              keys.partial(user_id, chat_id), keys.reply_lease(user_id, chat_id)],
-            [gen, token, self.chunk_data(content), content, self.log_ttl, self.lease_ms,
+            [gen, token, self.chunk_data(content, **extra), content, self.log_ttl, self.lease_ms,
              keys.reply_channel(user_id, chat_id, gen), self.publish_command],
         )
-
-    async def append(self, user_id: int, chat_id: int, gen: int, token: str, content: str) -> int:
-        """Seq of the appended chunk, 0 when this writer has been fenced out."""
-        call_keys, call_args = self.append_call(user_id, chat_id, gen, token, content)
-        return int(await self.scripts.append_chunk(keys=call_keys, args=call_args))
 
     async def finish(self, user_id: int, chat_id: int, gen: int, mode: FinishMode, *, token: str = "",
                      message: str = "") -> int:

@@ -20,6 +20,7 @@ from backend.store.store import Store
 from workers import metrics
 from workers.llm import LLM, LLMError
 from workers.llm.base import load_prompt
+from workers.publish import ChunkPublisher
 from workers.runner import Job
 
 log = logging.getLogger("workers.chat")
@@ -55,6 +56,7 @@ class ChatJob:
     def __init__(self, store: Store, llm: LLM, context_chars: int, lease_seconds: float) -> None:
         self.store = store
         self.replies = store.replies
+        self.publisher = ChunkPublisher(store.redis, store.scripts, store.replies)
         self.llm = llm
         self.context_chars = context_chars
         self.renew_every = lease_seconds * 0.2
@@ -111,7 +113,7 @@ class ChatJob:
             async for piece in self.llm.stream_reply(messages):
                 if sent == 0:
                     metrics.LLM_LATENCY.labels("chat_first_token").observe(time.perf_counter() - started)
-                if not await self.replies.append(user_id, chat_id, gen, token, piece):
+                if not await self.publisher.append(user_id, chat_id, gen, token, piece):
                     return  # fenced out: stopped, deleted or taken over
                 sent += 1
                 metrics.LLM_TOKENS.inc()

@@ -1,0 +1,67 @@
+"""The relay benchmark's producer: many replies written through the worker's real publish path
+(ChunkPublisher -> lua/append_chunk.lua -> Redis), each at a fixed rate, then finished.
+
+python -m bench.publisher SPEC.json RESULT.json. Each chunk carries its publish time ("t").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from array import array
+
+from backend.store.store import Store
+from config.settings import Settings
+from workers.publish import ChunkPublisher
+
+
+async def write_reply(publisher: ChunkPublisher, store: Store, reply: dict, chunks: int, rate: float,
+                      latencies: array, start_at: float) -> None:
+    interval = 1 / rate
+    next_at = start_at
+    for _ in range(chunks):
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent = time.time()
+        await publisher.append(reply["user"], reply["chat"], reply["gen"], reply["token"], "tok ", t=round(sent, 6))
+        latencies.append(time.time() - sent)
+        next_at += interval
+    await store.replies.finish(reply["user"], reply["chat"], reply["gen"], "done", token=reply["token"])
+
+
+async def run(spec: dict) -> dict:
+    store = Store(Settings(REDIS_URL=spec["redis_url"]))
+    publisher = ChunkPublisher(store.redis, store.scripts, store.replies)
+    await store.redis.script_load(publisher.script.script)
+    latencies: array = array("d")
+    replies = spec["replies"]
+    start = time.monotonic() + 0.2
+    spread = 1 / spec["rate"]  # stagger the streams over one interval
+    started = time.time()
+    await asyncio.gather(*(
+        write_reply(publisher, store, reply, spec["chunks"], spec["rate"], latencies,
+                    start + spread * index / len(replies))
+        for index, reply in enumerate(replies)
+    ))
+    wall = time.time() - started
+    ordered = sorted(latencies)
+    await store.close()
+    return {"chunks": len(latencies), "chunks_per_second": len(latencies) / wall, "batches": publisher.batches,
+            "publish_p50_ms": ordered[len(ordered) // 2] * 1000,
+            "publish_p99_ms": ordered[int(len(ordered) * 0.99)] * 1000}
+
+
+def main() -> None:
+    import uvloop
+
+    spec = json.loads(open(sys.argv[1]).read())
+    result = uvloop.run(run(spec))
+    with open(sys.argv[2], "w") as out:
+        json.dump(result, out)
+
+
+if __name__ == "__main__":
+    main()
