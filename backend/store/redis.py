@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -28,4 +28,6 @@ def connect(settings: Settings, *, decode: bool = True, **extra: Any) -> AnyRedi
     options.update(extra)
     if settings.REDIS_CLUSTER:
         return RedisCluster.from_url(settings.REDIS_URL, **options)
-    return Redis.from_url(settings.REDIS_URL, max_connections=512, **options)
+    # A burst beyond the pool waits for a free connection (up to 10 s) instead of failing.
+    pool = BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=256, timeout=10, **options)
+    return Redis(connection_pool=pool)

@@ -1,0 +1,103 @@
+"""B2 (relay throughput, latency, CPU, memory per stream) and B3 (the same while Redis drops the
+API's subscriber connection), next to the ceiling of a bare Sanic SSE endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from typing import Any
+
+import redis as sync_redis
+
+from bench.harness import Stack, cpu_seconds, result_of, rss_bytes, run_json_process, wait_for_metric
+from tests.support.ports import free_port, wait_for_port
+from tests.support.services import ROOT
+
+SECONDS = 8
+
+
+async def prepare(stack: Stack, count: int) -> list[dict[str, Any]]:
+    """`count` users, each with a chat whose reply is open and claimed by a benchmark writer."""
+    store = stack.store()
+    await store.redis.ping()
+
+    async def one(index: int) -> dict[str, Any]:
+        user_id, token = await store.users.login("bench", f"user-{index}", f"user-{index}")
+        chat_id = await store.chats.create(user_id)
+        gen = await store.chats.start_reply(user_id, chat_id, "benchmark")
+        writer = f"bench-writer-{index}"
+        assert await store.replies.claim(user_id, chat_id, gen, writer) == 1
+        return {"user": user_id, "chat": chat_id, "gen": gen, "token": writer, "auth": token}
+
+    replies: list[dict[str, Any]] = []
+    for start in range(0, count, 500):
+        replies += await asyncio.gather(*(one(i) for i in range(start, min(count, start + 500))))
+    await store.close()
+    return replies
+
+
+def relay_run(streams: int, rate: float, seconds: float = SECONDS, kill_subscribers_at: float | None = None
+              ) -> dict[str, Any]:
+    stack = Stack()
+    try:
+        api = stack.api()
+        replies = asyncio.run(prepare(stack, streams))
+        rss_before = rss_bytes(api.process.pid)
+        client = run_json_process("bench.sse_load", {
+            "host": "127.0.0.1", "port": api.port, "deadline": seconds + 60,
+            "requests": [{"method": "GET", "path": f"/assistant/chat/{r['chat']}/stream",
+                          "headers": {"Authentication": f"Basic {r['auth']}"}} for r in replies],
+        })
+        asyncio.run(wait_for_metric(api, "ai_sse_open_streams", streams))
+        time.sleep(0.5)
+        rss_open = rss_bytes(api.process.pid)
+        cpu_before = cpu_seconds(api.process.pid)
+        started = time.monotonic()
+        publisher = run_json_process("bench.publisher", {
+            "redis_url": stack.redis.url, "rate": rate, "chunks": int(rate * seconds),
+            "replies": [{k: r[k] for k in ("user", "chat", "gen", "token")} for r in replies],
+        })
+        killed = 0
+        if kill_subscribers_at is not None:
+            time.sleep(kill_subscribers_at)
+            admin = sync_redis.Redis.from_url(stack.redis.url)
+            killed = admin.client_kill_filter(_type="pubsub")
+            admin.close()
+        published = result_of(publisher)
+        received = result_of(client)
+        busy = cpu_seconds(api.process.pid) - cpu_before
+        wall = time.monotonic() - started
+        return {
+            "streams": streams, "rate": rate, **received,
+            "published_per_second": published["chunks_per_second"], "publish_p99_ms": published["publish_p99_ms"],
+            "api_cpu_percent": 100 * busy / wall,
+            "kib_per_stream": (rss_open - rss_before) / 1024 / streams,
+            "subscribers_killed": killed,
+        }
+    finally:
+        stack.stop()
+
+
+def ceiling_run(streams: int, rate: float, seconds: float = SECONDS) -> dict[str, Any]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "bench.ceiling", str(port)], cwd=ROOT)
+    try:
+        wait_for_port(port)
+        chunks = int(rate * seconds)
+        rss_before = rss_bytes(server.pid)
+        cpu_before = cpu_seconds(server.pid)
+        started = time.monotonic()
+        client = run_json_process("bench.sse_load", {
+            "host": "127.0.0.1", "port": port, "deadline": seconds + 60,
+            "requests": [{"method": "GET", "path": f"/stream?n={chunks}&rate={rate}"}] * streams,
+        })
+        received = result_of(client)
+        busy = cpu_seconds(server.pid) - cpu_before
+        return {"streams": streams, "rate": rate, **received,
+                "api_cpu_percent": 100 * busy / (time.monotonic() - started),
+                "kib_per_stream": (rss_bytes(server.pid) - rss_before) / 1024 / streams}
+    finally:
+        server.terminate()
+        server.wait(10)
