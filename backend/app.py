@@ -12,6 +12,7 @@ from sanic.response import HTTPResponse
 from backend import cors, errors
 from backend.assistant.hub import ClusterHub, Hub
 from backend.assistant.relay import ReplyRelay
+from backend.assistant.resp import Address
 from backend.assistant.routes import bp as assistant_bp
 from backend.auth.dev import bp as dev_login_bp
 from backend.auth.providers import make_provider
@@ -56,22 +57,24 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         app.ctx.redis = store.redis
         app.ctx.provider = make_provider(settings, store.redis)
         log_reader = connect(settings, decode=False)
-        hub = ClusterHub(log_reader) if settings.REDIS_CLUSTER else Hub(log_reader)
+        address = Address.from_url(settings.REDIS_URL)
+        hub = ClusterHub(log_reader, address) if settings.REDIS_CLUSTER else Hub(address)
         hub.start()
-        app.ctx.hub = hub
+        app.ctx.log_reader = log_reader
         app.ctx.relay = ReplyRelay(
-            hub, store.replies, ping_seconds=settings.SSE_PING_SECONDS,
+            hub, log_reader, store.replies, ping_seconds=settings.SSE_PING_SECONDS,
             check_seconds=min(settings.SSE_PING_SECONDS, settings.JOB_LEASE_SECONDS * 0.2),
         )
+        app.ctx.relay.start()
 
     @app.before_server_stop
     async def end_streams(app: Sanic) -> None:
         # Open streams end without a final event: their clients resume on another pod.
-        await app.ctx.hub.stop()
+        await app.ctx.relay.stop()
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:
-        await app.ctx.hub.redis.aclose()
+        await app.ctx.log_reader.aclose()
         await app.ctx.store.close()
 
     @app.on_request(priority=100)

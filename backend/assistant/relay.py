@@ -1,25 +1,30 @@
 """Relaying one reply to one SSE client: log first, then live, with no gap and no duplicate.
 
-The stream subscribes (confirmed) before it reads the log, so nothing published in between
-is missed; every frame carries ``id: <gen>-<seq>`` and anything at or below the last seq sent
-is dropped. A hole in the live sequence (a lost message) sends the stream back to the log.
+A stream subscribes (confirmed) before it reads the log, so nothing published in between is
+missed. Every frame carries ``id: <gen>-<seq>``; a frame is written only when its seq is the
+next one, so anything at or below the last seq is dropped and a hole sends the stream back to
+the log. The live path writes each frame to the client's socket from the hub's callback, as an
+HTTP chunk, without a task switch; the stream's own task only catches up from the log, sends
+heartbeats, checks the writer is alive, and ends the response.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
-from sanic.response import ResponseStream
-from sanic.response.types import HTTPResponse
+from sanic.response.types import HTTPResponse, ResponseStream
 
-from backend.assistant.hub import ClusterHub, Hub, Listener
+from backend.assistant.hub import ClusterHub, Hub
 from backend.ops.metrics import OPEN_STREAMS
 from backend.store import keys
+from backend.store.redis import AnyRedis
 from backend.store.replies import Replies
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 PING = b": ping\n\n"
+HIGH_WATER = 256 * 1024  # bytes queued for a slow client before it is served from the log instead
 
 
 def frame_seq(frame: bytes) -> tuple[int, bool]:
@@ -29,74 +34,149 @@ def frame_seq(frame: bytes) -> tuple[int, bool]:
     return seq, frame.startswith(b"event:", newline + 1)
 
 
+class StreamListener:
+    """One open stream: what the hub delivers, and the state the stream's task acts on."""
+
+    __slots__ = ("active", "closing", "direct", "last", "queued", "resync", "tick", "transport", "wake")
+
+    def __init__(self, transport: asyncio.Transport, last: int) -> None:
+        self.transport = transport
+        self.last = last  # seq of the last frame written to the client
+        self.direct = False  # live frames may be written from the hub's callback
+        self.queued: list[bytes] = []
+        self.wake = asyncio.Event()
+        self.resync = True  # read the log after `last`
+        self.tick = False  # the relay's periodic check is due
+        self.active = False  # frames arrived since the last tick
+        self.closing = False  # the pod is shutting down: end without a final event; the client resumes
+
+    def deliver(self, frame: bytes) -> None:
+        self.active = True
+        if self.direct and not self.queued and not self.resync:
+            seq, final = frame_seq(frame)
+            if seq <= self.last:
+                return
+            if seq == self.last + 1 and not final:
+                if self.transport.get_write_buffer_size() < HIGH_WATER:
+                    self.write(frame)
+                    self.last = seq
+                else:
+                    self.refill()  # a slow client: its task serves it from the log once it drains
+                return
+        self.queued.append(frame)
+        self.wake.set()
+
+    def refill(self) -> None:
+        self.resync = True
+        self.wake.set()
+
+    def write(self, data: bytes) -> None:
+        """One HTTP/1.1 chunk of the response, exactly as Sanic frames it."""
+        if not self.transport.is_closing():
+            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+
+    def accept(self, frames: list[bytes]) -> tuple[list[bytes], bool]:
+        """The frames that continue the sequence, in order, and whether the reply ended."""
+        out: list[bytes] = []
+        for frame in frames:
+            seq, final = frame_seq(frame)
+            if seq <= self.last:
+                continue
+            if seq != self.last + 1:
+                self.resync = True  # a hole: the log has what is missing
+                break
+            out.append(frame)
+            self.last = seq
+            if final:
+                return out, True
+        return out, False
+
+
 class ReplyRelay:
-    def __init__(self, hub: Hub | ClusterHub, replies: Replies, *, ping_seconds: float, check_seconds: float) -> None:
+    def __init__(self, hub: Hub | ClusterHub, log_reader: AnyRedis, replies: Replies, *, ping_seconds: float,
+                 check_seconds: float) -> None:
         self.hub = hub
+        self.log_reader = log_reader
         self.replies = replies
         self.ping_seconds = ping_seconds
-        self.check_seconds = check_seconds  # how often an idle stream checks the writer is alive
+        self.check_seconds = check_seconds  # how often an idle stream checks that its writer is alive
+        self.listeners: set[StreamListener] = set()
+        self._ticker: asyncio.Task[None] | None = None
 
-    async def stream(self, response: HTTPResponse | ResponseStream, user_id: int, chat_id: int, gen: int,
-                     after_seq: int) -> None:
+    def start(self) -> None:
+        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="relay-ticker")
+
+    async def stop(self) -> None:
+        """End every open stream (without a final event) and stop the hub."""
+        for listener in self.listeners:
+            listener.closing = True
+            listener.wake.set()
+        if self._ticker:
+            self._ticker.cancel()
+        await asyncio.sleep(0)  # let the streams see it before the connections go
+        await self.hub.stop()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_seconds)
+            for listener in self.listeners:
+                listener.tick = True
+                listener.wake.set()
+
+    async def stream(self, response: HTTPResponse | ResponseStream, transport: asyncio.Transport, user_id: int,
+                     chat_id: int, gen: int, after_seq: int) -> None:
         channel = keys.reply_channel(user_id, chat_id, gen).encode()
-        log_key = keys.reply_log(user_id, chat_id, gen)
-        listener = Listener()
+        listener = StreamListener(transport, after_seq)
         await self.hub.subscribe(channel, listener)
+        self.listeners.add(listener)
         OPEN_STREAMS.inc()
         try:
-            await self._follow(response, listener, user_id, chat_id, gen, log_key, after_seq)
+            await self._follow(response, listener, user_id, chat_id, gen)
         finally:
             OPEN_STREAMS.dec()
+            self.listeners.discard(listener)
             self.hub.unsubscribe(channel, listener)
 
-    async def _read_log(self, log_key: str, after: int) -> list[bytes]:
-        entries = await self.hub.redis.xrange(log_key, min=f"0-{after + 1}")
+    async def _read_log(self, user_id: int, chat_id: int, gen: int, after: int) -> list[bytes]:
+        entries = await self.log_reader.xrange(keys.reply_log(user_id, chat_id, gen), min=f"0-{after + 1}")
         return [fields[b"f"] for _, fields in entries]
 
-    async def _follow(self, response: HTTPResponse | ResponseStream, listener: Listener, user_id: int,
-                      chat_id: int, gen: int, log_key: str, last: int) -> None:
-        listener.resync = True
-        last_write = time.monotonic()
-        reply_over = False  # the reply ended without us seeing its final event live
-        while not listener.closing:
-            if listener.resync:
+    async def _follow(self, response: HTTPResponse | ResponseStream, listener: StreamListener, user_id: int,
+                      chat_id: int, gen: int) -> None:
+        # The first write goes through Sanic: it sends the response head.
+        listener.resync = False
+        out, ended = listener.accept(await self._read_log(user_id, chat_id, gen, listener.last))
+        await response.send(b"".join(out) or PING)
+        last_ping = time.monotonic()
+        reply_over = False  # the reply ended without the final event reaching us live
+        listener.direct = True
+        while not ended and not listener.closing:
+            if listener.resync and listener.transport.get_write_buffer_size() < HIGH_WATER:
                 listener.resync = False
-                listener.frames.clear()
-                frames = await self._read_log(log_key, last)
+                frames = listener.queued + await self._read_log(user_id, chat_id, gen, listener.last)
+                listener.queued = []
             else:
-                frames, listener.frames = listener.frames, []
-            out: list[bytes] = []
-            ended = False
-            for frame in frames:
-                seq, final = frame_seq(frame)
-                if seq <= last:
-                    continue
-                if seq != last + 1:  # a live message went missing: the log has it
-                    listener.flag_resync()
-                    break
-                out.append(frame)
-                last = seq
-                if final:
-                    ended = True
-                    break
+                frames, listener.queued = listener.queued, []
+            out, ended = listener.accept(frames)
             if out:
-                await response.send(b"".join(out))
-                last_write = time.monotonic()
+                listener.write(b"".join(out))
             if ended or (reply_over and not listener.resync):
-                return
-            if listener.frames or listener.resync:
+                break
+            if listener.queued or (listener.resync and listener.transport.get_write_buffer_size() < HIGH_WATER):
                 continue
             listener.wake.clear()
-            try:
-                async with asyncio.timeout(self.check_seconds):
-                    await listener.wake.wait()
-            except TimeoutError:
-                if time.monotonic() - last_write >= self.ping_seconds - self.check_seconds / 2:
-                    await response.send(PING)
-                    last_write = time.monotonic()
-                if await self._reply_over(user_id, chat_id, gen):
+            await listener.wake.wait()
+            if listener.tick:
+                listener.tick = False
+                if time.monotonic() - last_ping >= self.ping_seconds - self.check_seconds / 2:
+                    await response.send(PING)  # also keeps Sanic's response timer from expiring
+                    last_ping = time.monotonic()
+                if not listener.active and await self._reply_over(user_id, chat_id, gen):
                     reply_over = True
-                    listener.flag_resync()  # whatever is left is in the log
+                    listener.refill()  # whatever is left is in the log
+                listener.active = False
+        with contextlib.suppress(Exception):
+            await response.eof()  # a clean end; without a final event the client resumes
 
     async def _reply_over(self, user_id: int, chat_id: int, gen: int) -> bool:
         """Idle check: end a reply whose writer died; tell whether the reply is over."""

@@ -72,8 +72,7 @@ async def send_message(request: Request, chat_id: int) -> HTTPResponse | None:
         raise NotFound(NO_CHAT)
     await enqueue(ctx.redis, "chat", request.ctx.request_id, userId=user_id, chatId=chat_id, gen=gen)
     response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
-    await ctx.relay.stream(response, user_id, chat_id, gen, 0)
-    await response.eof()
+    await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, 0)
     return None
 
 
@@ -100,8 +99,7 @@ async def resume(request: Request, chat_id: int) -> HTTPResponse | None:
             raise BadRequest("Last-Event-ID is not an event of this chat's newest reply.")
         after = int(event_seq)
     response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
-    await ctx.relay.stream(response, user_id, chat_id, gen, after)
-    await response.eof()
+    await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, after)
     return None
 
 
