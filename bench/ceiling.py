@@ -22,6 +22,9 @@ async def stream(request: Request) -> None:
     interval = 1 / float(request.args.get("rate", "20"))
     response = await request.respond(content_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    await response.send(b": ping\n\n")
+    # Every stream starts at the same moment (`start`, Unix time), like the relay's publisher.
+    await asyncio.sleep(max(0.0, float(request.args.get("start", "0")) - time.time()))
     next_at = time.monotonic()
     for seq in range(1, count + 1):
         frame = f'id: 1-{seq}\ndata: {{"content":"tok ","t":{time.time():.6f}}}\n\n'

@@ -21,12 +21,13 @@ async def write_reply(publisher: ChunkPublisher, store: Store, reply: dict, chun
                       latencies: array, start_at: float) -> None:
     interval = 1 / rate
     next_at = start_at
+    chunks_of_reply = publisher.reply(reply["user"], reply["chat"], reply["gen"], reply["token"])
     for _ in range(chunks):
         delay = next_at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         sent = time.time()
-        await publisher.append(reply["user"], reply["chat"], reply["gen"], reply["token"], "tok ", t=round(sent, 6))
+        await chunks_of_reply.append("tok ", t=round(sent, 6))
         latencies.append(time.time() - sent)
         next_at += interval
     await store.replies.finish(reply["user"], reply["chat"], reply["gen"], "done", token=reply["token"])

@@ -86,12 +86,13 @@ def ceiling_run(streams: int, rate: float, seconds: float = SECONDS) -> dict[str
     try:
         wait_for_port(port)
         chunks = int(rate * seconds)
+        start_at = time.time() + 2 + streams / 1000  # time to open every stream first
         rss_before = rss_bytes(server.pid)
         cpu_before = cpu_seconds(server.pid)
         started = time.monotonic()
         client = run_json_process("bench.sse_load", {
             "host": "127.0.0.1", "port": port, "deadline": seconds + 60,
-            "requests": [{"method": "GET", "path": f"/stream?n={chunks}&rate={rate}"}] * streams,
+            "requests": [{"method": "GET", "path": f"/stream?n={chunks}&rate={rate}&start={start_at}"}] * streams,
         })
         received = result_of(client)
         busy = cpu_seconds(server.pid) - cpu_before

@@ -1,10 +1,11 @@
 """Publishing reply chunks in batches.
 
-Every reply a worker is writing calls `append()`; chunks that arrive while a round trip is in
-flight are sent together in the next pipeline, so one worker process sustains many replies
-with few round trips. EVALSHA goes straight into the pipeline (redis-py would otherwise check
-SCRIPT EXISTS on every pipeline); after a Redis restart the script is loaded again. A Redis
-Cluster client refuses EVALSHA in pipelines, so there a batch goes out as concurrent calls.
+Every reply a worker is writing appends through one `ChunkPublisher`; chunks that arrive while
+a round trip is in flight go out together in the next one, so one worker process sustains many
+replies with few round trips. The EVALSHA of lua/append_chunk.lua is packed once per reply up to
+the chunk's own arguments, so a chunk costs two small byte strings. After a Redis restart the
+script is loaded again. A Redis Cluster client is sent the calls concurrently instead (it routes
+each reply's keys to their node).
 """
 
 from __future__ import annotations
@@ -12,12 +13,41 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 from redis.asyncio import RedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from backend.store.redis import AnyRedis
 from backend.store.replies import Replies
 from backend.store.scripts import Scripts
+
+Pending = tuple["ReplyChunks", str, dict[str, Any], asyncio.Future[int]]
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+class ReplyChunks:
+    """The append calls of one reply, pre-packed around the chunk's data and content."""
+
+    def __init__(self, publisher: ChunkPublisher, user_id: int, chat_id: int, gen: int, token: str) -> None:
+        self.publisher = publisher
+        self.ids = (user_id, chat_id, gen, token)
+        call_keys, call_args = publisher.replies.append_call(user_id, chat_id, gen, token, "")
+        parts = [str(p).encode() if not isinstance(p, bytes) else p
+                 for p in ("EVALSHA", publisher.script.sha, len(call_keys), *call_keys, *call_args)]
+        # parts: EVALSHA sha numkeys k1..k4 gen token DATA CONTENT ttl lease channel command
+        self.head = b"*%d\r\n" % len(parts) + b"".join(_bulk(p) for p in parts[:9])
+        self.tail = b"".join(_bulk(p) for p in parts[11:])
+
+    def packed(self, content: str, extra: dict[str, Any]) -> bytes:
+        data = orjson.dumps({"content": content, **extra} if extra else {"content": content})
+        return self.head + _bulk(data) + _bulk(content.encode()) + self.tail
+
+    async def append(self, content: str, **extra: Any) -> int:
+        """Seq of the appended chunk, 0 when this writer has been fenced out."""
+        return await self.publisher.submit(self, content, extra)
 
 
 class ChunkPublisher:
@@ -25,17 +55,17 @@ class ChunkPublisher:
         self.redis = redis
         self.replies = replies
         self.script = scripts.append_chunk
-        self._pending: list[tuple[list[Any], list[Any], asyncio.Future[int]]] = []
+        self._pending: list[Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
         self.chunks = 0
 
-    async def append(self, user_id: int, chat_id: int, gen: int, token: str, content: str,
-                     **extra: Any) -> int:
-        """Seq of the appended chunk, 0 when the writer has been fenced out."""
-        call_keys, call_args = self.replies.append_call(user_id, chat_id, gen, token, content, **extra)
+    def reply(self, user_id: int, chat_id: int, gen: int, token: str) -> ReplyChunks:
+        return ReplyChunks(self, user_id, chat_id, gen, token)
+
+    async def submit(self, reply: ReplyChunks, content: str, extra: dict[str, Any]) -> int:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((call_keys, call_args, future))
+        self._pending.append((reply, content, extra, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
@@ -46,13 +76,13 @@ class ChunkPublisher:
             try:
                 results = await self._send(batch)
             except Exception as error:  # every caller of the batch gets the failure
-                for _, _, future in batch:
+                for *_, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
             self.batches += 1
             self.chunks += len(batch)
-            for (_, _, future), result in zip(batch, results, strict=True):
+            for (*_, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, Exception):
@@ -60,16 +90,34 @@ class ChunkPublisher:
                 else:
                     future.set_result(int(result))
 
-    async def _send(self, batch: list[tuple[list[Any], list[Any], asyncio.Future[int]]]) -> list[Any]:
+    async def _send(self, batch: list[Pending]) -> list[Any]:
         if isinstance(self.redis, RedisCluster):
-            return await asyncio.gather(*(self.script(keys=k, args=a) for k, a, _ in batch), return_exceptions=True)
-        for attempt in (1, 2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for call_keys, call_args, _ in batch:
-                    pipe.evalsha(self.script.sha, len(call_keys), *call_keys, *call_args)
-                results = await pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
-                await self.redis.script_load(self.script.script)
-                continue
+            return await asyncio.gather(*(
+                self.script(keys=keys_, args=args_)
+                for keys_, args_ in (self.replies.append_call(*r.ids, c, **e) for r, c, e, _ in batch)
+            ), return_exceptions=True)
+        results = await self._round_trip(b"".join(r.packed(c, e) for r, c, e, _ in batch), len(batch))
+        if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted: load it, send again
+            await self.redis.script_load(self.script.script)
+            results = await self._round_trip(b"".join(r.packed(c, e) for r, c, e, _ in batch), len(batch))
+        return results
+
+    async def _round_trip(self, packed: bytes, count: int) -> list[Any]:
+        pool = self.redis.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(packed, check_health=False)
+            results: list[Any] = []
+            for _ in range(count):
+                try:
+                    results.append(await connection.read_response())
+                except ResponseError as error:
+                    results.append(error)
             return results
-        raise AssertionError("unreachable")
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+
+

@@ -107,13 +107,14 @@ class ChatJob:
 
     async def _write(self, job: Job, user_id: int, chat_id: int, gen: int, token: str) -> None:
         messages = await self._context(user_id, chat_id)
+        chunks = self.publisher.reply(user_id, chat_id, gen, token)
         started = time.perf_counter()
         sent = 0
         try:
             async for piece in self.llm.stream_reply(messages):
                 if sent == 0:
                     metrics.LLM_LATENCY.labels("chat_first_token").observe(time.perf_counter() - started)
-                if not await self.publisher.append(user_id, chat_id, gen, token, piece):
+                if not await chunks.append(piece):
                     return  # fenced out: stopped, deleted or taken over
                 sent += 1
                 metrics.LLM_TOKENS.inc()
