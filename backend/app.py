@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 import time
-import uuid
 
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
@@ -30,6 +31,17 @@ MAX_BODY_BYTES = 64 * 1024
 access = logging.getLogger("backend.access")
 
 
+class RequestIds:
+    """Unique request ids without a uuid4 per request: a random prefix per process, then a counter."""
+
+    def __init__(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
 def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic:
     settings = settings or get_settings()
     configure_logging(settings.LOG_LEVEL)
@@ -47,7 +59,8 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         app.blueprint(blueprint)
     if settings.AUTH_PROVIDER == "dev" and settings.ENVIRONMENT != "production":
         app.blueprint(dev_login_bp)
-    openapi.install(app)
+    if settings.OPENAPI_DOCS:
+        openapi.install(app)
     cors.install(app, settings.CORS_ORIGINS)
 
     @app.before_server_start
@@ -77,10 +90,12 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         await app.ctx.log_reader.aclose()
         await app.ctx.store.close()
 
+    ids = RequestIds()
+
     @app.on_request(priority=100)
     async def request_id(request: Request) -> None:
         given = request.headers.get("x-request-id", "")
-        request.ctx.request_id = given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
+        request.ctx.request_id = given if 0 < len(given) <= 128 and given.isprintable() else ids.next()
         request.ctx.started = time.perf_counter()
 
     @app.on_response
@@ -91,9 +106,10 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         response.headers["X-Request-ID"] = request_id
         elapsed = time.perf_counter() - request.ctx.started
         metrics.observe(request, response, elapsed)
-        access.info("request", extra={
-            "request_id": request_id, "method": request.method, "path": request.path,
-            "status": response.status, "ms": round(elapsed * 1000, 2),
-        })
+        if access.isEnabledFor(logging.INFO):
+            access.info("request", extra={
+                "request_id": request_id, "method": request.method, "path": request.path,
+                "status": response.status, "ms": round(elapsed * 1000, 2),
+            })
 
     return app

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     ENVIRONMENT: Literal["development", "production", "test"] = "development"
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    OPENAPI_DOCS: bool = True
 
     AUTH_PROVIDER: Literal["dev", "github", "oidc"] = "dev"
     OAUTH_CLIENT_ID: str = ""

@@ -11,6 +11,7 @@ each reply's keys to their node).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from backend.store.redis import AnyRedis
 from backend.store.replies import Replies
 from backend.store.scripts import Scripts
+from workers import metrics
 
 Pending = tuple["ReplyChunks", str, dict[str, Any], asyncio.Future[int]]
 
@@ -68,7 +70,10 @@ class ChunkPublisher:
         self._pending.append((reply, content, extra, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        return await future
+        started = time.perf_counter()
+        seq = await future
+        metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
+        return seq
 
     async def _flush(self) -> None:
         while self._pending:

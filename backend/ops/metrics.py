@@ -9,6 +9,7 @@ reports the same numbers.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -75,7 +76,14 @@ async def metrics(request: Request) -> HTTPResponse:
     return raw(body, content_type=CONTENT_TYPE_LATEST)
 
 
+_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def observe(request: Request, response: HTTPResponse, seconds: float) -> None:
     route = request.route.path if request.route else "unmatched"
-    REQUESTS.labels(route, request.method, str(response.status)).inc()
-    LATENCY.labels(route).observe(seconds)
+    key = (route, request.method, response.status)
+    series = _series.get(key)
+    if series is None:  # labels() is a locked dict lookup: resolve each series once
+        series = _series[key] = (REQUESTS.labels(route, request.method, str(response.status)), LATENCY.labels(route))
+    series[0].inc()
+    series[1].observe(seconds)
