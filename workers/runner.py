@@ -1,7 +1,7 @@
 """The job runner: a consumer of the Redis Stream job queue.
 
 - XREADGROUP with BLOCK (no polling sleeps), at most WORKER_CONCURRENCY jobs at once.
-- A running job's entry is re-claimed every lease/3 (its idle time is its heartbeat); a job
+- Running jobs' entries are re-claimed every lease/3 (their idle time is the heartbeat); a job
   idle for JOB_LEASE_SECONDS belonged to a dead worker and is taken over with XAUTOCLAIM.
 - Attempts are counted in Redis (so they survive a worker's death); a failed attempt is retried
   with exponential backoff up to JOB_MAX_ATTEMPTS, then the handler's give_up() runs.
@@ -83,7 +83,8 @@ class Runner:
         """Take jobs until request_stop(), then drain."""
         await self._wait_for_redis()
         loops = [asyncio.create_task(self._read_loop(), name="read"),
-                 asyncio.create_task(self._reclaim_loop(), name="reclaim")]
+                 asyncio.create_task(self._reclaim_loop(), name="reclaim"),
+                 asyncio.create_task(self._keep_claimed(), name="keep-claimed")]
         await self._stopping.wait()
         for loop in loops:
             loop.cancel()
@@ -151,7 +152,6 @@ class Runner:
         job.task = asyncio.create_task(self._execute(job), name=f"job-{entry_id}")
 
     async def _execute(self, job: Job) -> None:
-        heartbeat = asyncio.create_task(self._keep_claimed(job))
         try:
             await self._attempts(job)
             await self._ack(job.id)
@@ -160,7 +160,6 @@ class Runner:
         except Exception:
             log.exception("job bookkeeping failed; the job will be reclaimed", extra={"job": job.id})
         finally:
-            heartbeat.cancel()
             self.running.pop(job.id, None)
             self._slot_free.set()
 
@@ -197,11 +196,15 @@ class Runner:
         with contextlib.suppress(*UNAVAILABLE):
             await self.redis.hincrby(keys.JOB_STATS, f"{job_type}:{outcome}", 1)
 
-    async def _keep_claimed(self, job: Job) -> None:
+    async def _keep_claimed(self) -> None:
+        """Reset the idle time of every running job's entry (one XCLAIM for many ids)."""
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
-            with contextlib.suppress(*UNAVAILABLE):
-                await self.redis.xclaim(keys.JOBS, keys.JOB_GROUP, self.consumer, 0, [job.id], justid=True)
+            running = list(self.running)
+            for start in range(0, len(running), 500):
+                with contextlib.suppress(*UNAVAILABLE):
+                    await self.redis.xclaim(keys.JOBS, keys.JOB_GROUP, self.consumer, 0, running[start:start + 500],
+                                            justid=True)
 
     async def _ack(self, entry_id: str) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -26,6 +26,17 @@ class _Protocol(asyncio.Protocol):
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        self.outgoing: list[bytes] = []  # commands of this loop turn, written in one system call
+
+    def queue(self, command: bytes) -> None:
+        if not self.outgoing:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.outgoing.append(command)
+
+    def flush(self) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.write(b"".join(self.outgoing))
+        self.outgoing.clear()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -43,6 +54,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.outgoing.clear()
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
@@ -79,7 +91,7 @@ class Multiplexed:
     def _send(protocol: _Protocol, *parts: bytes) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         protocol.waiting.append(future)
-        protocol.transport.write(pack(*parts))  # type: ignore[union-attr]
+        protocol.queue(pack(*parts))
         return future
 
     async def call(self, *parts: bytes) -> Any:

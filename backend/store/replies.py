@@ -6,9 +6,11 @@ Each reply (one generation of a chat) has an ordered log (a Redis Stream whose e
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 import orjson
+from redis.asyncio import RedisCluster
 
 from backend.store import keys
 from backend.store.redis import AnyRedis
@@ -50,10 +52,17 @@ class Replies:
             keys=[keys.chat(user_id, chat_id), keys.reply_lease(user_id, chat_id)], args=[gen, token, self.lease_ms]
         ))
 
-    async def renew(self, user_id: int, chat_id: int, gen: int, token: str) -> bool:
-        return bool(await self.scripts.renew_reply(
-            keys=[keys.chat(user_id, chat_id), keys.reply_lease(user_id, chat_id)], args=[gen, token, self.lease_ms]
-        ))
+    async def renew_many(self, leases: list[tuple[int, int, int, str]]) -> None:
+        """Renew the writer leases of many replies (user, chat, generation, token) at once."""
+        calls = [([keys.chat(u, c), keys.reply_lease(u, c)], [g, t, self.lease_ms]) for u, c, g, t in leases]
+        if isinstance(self.redis, RedisCluster):  # no scripts in cluster pipelines
+            await asyncio.gather(*(self.scripts.renew_reply(keys=k, args=a) for k, a in calls))
+            return
+        for start in range(0, len(calls), 500):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for call_keys, call_args in calls[start:start + 500]:
+                    await self.scripts.renew_reply(keys=call_keys, args=call_args, client=pipe)
+                await pipe.execute()
 
     def append_call(self, user_id: int, chat_id: int, gen: int, token: str, content: str,
                     **extra: object) -> tuple[list, list]:

@@ -62,7 +62,9 @@ class ChatJob:
         self.renew_every = lease_seconds * 0.2
         self.system_template = load_prompt("chat_system.txt")
         self.writing: dict[tuple[int, int, int], asyncio.Task[None]] = {}
+        self.tokens: dict[asyncio.Task[None], str] = {}
         self.stopped: set[asyncio.Task[None]] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
 
     def stop(self, user_id: int, chat_id: int, gen: int) -> None:
         """A user stopped this reply (from any pod): cancel the LLM call now."""
@@ -83,7 +85,9 @@ class ChatJob:
             return
         writer = asyncio.create_task(self._write(job, user_id, chat_id, gen, token))
         self.writing[(user_id, chat_id, gen)] = writer
-        heartbeat = asyncio.create_task(self._heartbeat(user_id, chat_id, gen, token))
+        self.tokens[writer] = token
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._renew_leases())
         try:
             await writer
         except asyncio.CancelledError:
@@ -92,7 +96,7 @@ class ChatJob:
                 raise
             log.info("reply stopped by the user", extra={"job": job.id, "request_id": job.request_id})
         finally:
-            heartbeat.cancel()
+            self.tokens.pop(writer, None)
             self.stopped.discard(writer)
             self.writing.pop((user_id, chat_id, gen), None)
 
@@ -142,11 +146,13 @@ class ChatJob:
         )
         return [{"role": "system", "content": system}, *trim_history(history, self.context_chars - len(system))]
 
-    async def _heartbeat(self, user_id: int, chat_id: int, gen: int, token: str) -> None:
-        while True:
+    async def _renew_leases(self) -> None:
+        """One heartbeat for every reply this process writes: their leases renewed in one batch."""
+        while self.writing:
             await asyncio.sleep(self.renew_every)
+            leases = [(*ids, self.tokens[task]) for ids, task in list(self.writing.items()) if task in self.tokens]
             with contextlib.suppress(Exception):
-                await self.replies.renew(user_id, chat_id, gen, token)
+                await self.replies.renew_many(leases)
 
     async def give_up(self, job: Job, error: BaseException | None) -> None:
         user_id, chat_id, gen = int(job.fields["userId"]), int(job.fields["chatId"]), int(job.fields["gen"])

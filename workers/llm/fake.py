@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import re
+import time
 from collections.abc import AsyncIterator
 
 from config.settings import Settings
@@ -66,9 +68,12 @@ class FakeLLM:
         intro = f'(turn {turn}) You asked: "{" ".join(prompt.split()[:12])}". '
         filler = "Here is a considered answer that walks through the idea step by step".split()
         words = intro.split() + [filler[i % len(filler)] for i in range(self.reply_words)]
+        # Replies started together do not tick together: a real model's first token takes its time.
+        next_at = time.monotonic() + random.uniform(0, self.delay)
         for index, word in enumerate(words):
-            if self.delay:
-                await asyncio.sleep(self.delay)
+            if self.delay:  # a steady pace: the time spent publishing is not added to it
+                next_at += self.delay
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             yield word if index == 0 else " " + word
 
     async def aclose(self) -> None:
