@@ -6,6 +6,7 @@ import os
 import sys
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import urlparse
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -96,6 +97,11 @@ class Settings(BaseSettings):
         if not self.REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL: must start with redis://, rediss:// or unix://")
         return self
+
+    @property
+    def redis_db(self) -> int:
+        path = urlparse(self.REDIS_URL).path.strip("/")
+        return int(path) if path.isdigit() else 0
 
     @property
     def scopes(self) -> str:

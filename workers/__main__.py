@@ -34,7 +34,7 @@ async def listen_for_stops(settings: Settings, chat: ChatJob) -> None:
             if isinstance(redis, RedisCluster):
                 await redis.initialize()  # the cluster's pub/sub needs the slot map first
             pubsub = redis.pubsub(ignore_subscribe_messages=True)
-            await pubsub.subscribe(keys.CONTROL_CHANNEL)
+            await pubsub.subscribe(keys.control_channel(settings.redis_db))
             while True:
                 message = await pubsub.get_message(timeout=5.0)
                 if message is None:

@@ -149,6 +149,7 @@ class Runner:
     def _start(self, entry_id: str, fields: dict[str, str]) -> None:
         job = Job(entry_id, fields)
         self.running[entry_id] = job
+        metrics.RUNNING.set(len(self.running))
         job.task = asyncio.create_task(self._execute(job), name=f"job-{entry_id}")
 
     async def _execute(self, job: Job) -> None:
@@ -161,6 +162,7 @@ class Runner:
             log.exception("job bookkeeping failed; the job will be reclaimed", extra={"job": job.id})
         finally:
             self.running.pop(job.id, None)
+            metrics.RUNNING.set(len(self.running))
             self._slot_free.set()
 
     async def _attempts(self, job: Job) -> None:

@@ -125,7 +125,7 @@ class ReplyRelay:
 
     async def stream(self, response: HTTPResponse | ResponseStream, transport: asyncio.Transport, user_id: int,
                      chat_id: int, gen: int, after_seq: int) -> None:
-        channel = keys.reply_channel(user_id, chat_id, gen).encode()
+        channel = self.replies.channel(user_id, chat_id, gen).encode()
         listener = StreamListener(transport, after_seq)
         await self.hub.subscribe(channel, listener)
         self.listeners.add(listener)

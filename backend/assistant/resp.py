@@ -11,7 +11,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import hiredis
 
@@ -27,6 +27,7 @@ class Address:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    db: int = 0
 
     @classmethod
     def from_url(cls, url: str) -> Address:
@@ -34,9 +35,11 @@ class Address:
         secret = {"username": unquote(parsed.username) if parsed.username else None,
                   "password": unquote(parsed.password) if parsed.password else None}
         if parsed.scheme == "unix":
-            return cls(path=parsed.path, **secret)
+            db = parse_qs(parsed.query).get("db", ["0"])[0]
+            return cls(path=parsed.path, db=int(db) if db.isdigit() else 0, **secret)
+        db = parsed.path.strip("/")
         return cls(host=parsed.hostname or "127.0.0.1", port=parsed.port or 6379, tls=parsed.scheme == "rediss",
-                   **secret)
+                   db=int(db) if db.isdigit() else 0, **secret)
 
     def at(self, host: str, port: int) -> Address:
         """The same credentials at another node (Redis Cluster)."""

@@ -114,5 +114,5 @@ async def stop(request: Request, chat_id: int) -> HTTPResponse:
     if status == "idle" or not await ctx.store.replies.finish(user_id, chat_id, gen, "stopped"):
         raise Conflict("No reply is being written in this chat.")
     # Wherever the writer runs, it hears this and cancels its LLM call at once.
-    await ctx.redis.publish(keys.CONTROL_CHANNEL, f"stop {user_id} {chat_id} {gen}")
+    await ctx.redis.publish(keys.control_channel(ctx.settings.redis_db), f"stop {user_id} {chat_id} {gen}")
     return json({"message": "Reply stopped."})

@@ -69,7 +69,7 @@ class Chats:
                     keys.reply_lease(user_id, chat_id), keys.chats(user_id), keys.reply_log(user_id, chat_id, gen),
                 ],
                 args=[chat_id, gen, self.replies.error_data("The chat was deleted."),
-                      keys.reply_channel(user_id, chat_id, gen), self.replies.publish_command,
+                      self.replies.channel(user_id, chat_id, gen), self.replies.publish_command,
                       self.replies.log_ttl],
             )
             if outcome != -1:

@@ -81,10 +81,16 @@ class Multiplexed:
                 else:
                     await loop.create_connection(lambda: protocol, self.address.host, self.address.port,
                                                  ssl=ssl.create_default_context() if self.address.tls else None)
-            self._protocol = protocol
+            # AUTH and SELECT are queued before anyone else can use the connection.
+            setup = []
             if self.address.password:
                 credentials = [self.address.username.encode()] if self.address.username else []
-                await self._send(protocol, b"AUTH", *credentials, self.address.password.encode())
+                setup.append(self._send(protocol, b"AUTH", *credentials, self.address.password.encode()))
+            if self.address.db:
+                setup.append(self._send(protocol, b"SELECT", str(self.address.db).encode()))
+            self._protocol = protocol
+            for reply in setup:
+                await reply
             return protocol
 
     @staticmethod

@@ -16,7 +16,17 @@ JOBS = PREFIX + "jobs"
 JOB_GROUP = "workers"
 JOB_ATTEMPTS = PREFIX + "jobs:attempts"
 JOB_STATS = PREFIX + "stats:jobs"  # "<type>:<outcome>" -> count, for /metrics
-CONTROL_CHANNEL = PREFIX + "control"
+
+
+# Pub/sub channels are shared by every database of a Redis server; a deployment on a database
+# other than 0 gets its own channel names (the suffix keeps the hash tag intact).
+def _db(db: int) -> str:
+    return f"@db{db}" if db else ""
+
+
+def control_channel(db: int = 0) -> str:
+    """Commands to every worker (a user's stop)."""
+    return PREFIX + "control" + _db(db)
 
 
 def _user(user_id: int | str) -> str:
@@ -63,8 +73,8 @@ def reply_log(user_id: int | str, chat_id: int | str, gen: int | str) -> str:
     return _user(user_id) + f"chat:{chat_id}:log:{gen}"
 
 
-def reply_channel(user_id: int | str, chat_id: int | str, gen: int | str) -> str:
-    return _user(user_id) + f"chat:{chat_id}:reply:{gen}"
+def reply_channel(user_id: int | str, chat_id: int | str, gen: int | str, db: int = 0) -> str:
+    return _user(user_id) + f"chat:{chat_id}:reply:{gen}" + _db(db)
 
 
 def identity(provider: str, subject: str) -> str:

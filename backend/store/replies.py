@@ -30,6 +30,10 @@ class Replies:
         self.log_ttl = settings.REPLY_LOG_TTL_SECONDS
         self.lease_ms = int(settings.JOB_LEASE_SECONDS * 700)  # renewed every lease/5: see README
         self.publish_command = "SPUBLISH" if settings.REDIS_CLUSTER else "PUBLISH"
+        self.db = settings.redis_db
+
+    def channel(self, user_id: int, chat_id: int, gen: int) -> str:
+        return keys.reply_channel(user_id, chat_id, gen, self.db)
 
     @staticmethod
     def chunk_data(content: str, **extra: object) -> bytes:
@@ -71,7 +75,7 @@ class Replies:
             [keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen),
              keys.partial(user_id, chat_id), keys.reply_lease(user_id, chat_id)],
             [gen, token, self.chunk_data(content, **extra), content, self.log_ttl, self.lease_ms,
-             keys.reply_channel(user_id, chat_id, gen), self.publish_command],
+             self.channel(user_id, chat_id, gen), self.publish_command],
         )
 
     async def finish(self, user_id: int, chat_id: int, gen: int, mode: FinishMode, *, token: str = "",
@@ -86,6 +90,6 @@ class Replies:
         return int(await self.scripts.finish_reply(
             keys=[keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id),
                   keys.reply_lease(user_id, chat_id), keys.messages(user_id, chat_id), keys.chats(user_id)],
-            args=[gen, token, mode, data, now_ms(), self.log_ttl, keys.reply_channel(user_id, chat_id, gen),
+            args=[gen, token, mode, data, now_ms(), self.log_ttl, self.channel(user_id, chat_id, gen),
                   self.publish_command, chat_id],
         ))

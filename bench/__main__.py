@@ -1,0 +1,68 @@
+"""make bench: every benchmark, each next to its baseline, in one run (about 6 minutes).
+
+Prints one table per benchmark and writes them to bench/results/<name>.json.
+python -m bench [B1 B2 B3 B4 B5] runs a subset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+from bench.harness import save, table
+from bench.latency import b1_user_info, b4_latency
+from bench.relay import ceiling_run, relay_run
+from bench.worker import b5_worker
+
+
+def b2_relay() -> list[dict[str, Any]]:
+    rows = []
+    for streams, rate, seconds in ((1000, 20, 8), (5000, 20, 8), (10000, 20, 8), (100, 1000, 5)):
+        for kind, run in (("ceiling", ceiling_run), ("relay", relay_run)):
+            if kind == "ceiling" and streams == 10000:
+                continue  # the anchors' 10k column is about completeness and memory, not the ceiling
+            result = run(streams, rate, seconds)
+            result.pop("per_second", None)
+            rows.append({"kind": kind, **result})
+    return rows
+
+
+def b3_reconnect() -> list[dict[str, Any]]:
+    result = relay_run(1000, 20, 8, kill_subscribers_at=3.0)
+    result.pop("per_second", None)
+    return [result]
+
+
+BENCHMARKS = {"B1": ("B1 GET /user/info vs GET /health (same server, 64 connections)", b1_user_info),
+              "B2": ("B2 relay: S streams x R chunks/s, real publish path, next to a bare Sanic ceiling", b2_relay),
+              "B3": ("B3 relay while Redis kills the API's pub/sub connection (CLIENT KILL TYPE pubsub)",
+                     b3_reconnect),
+              "B4": ("B4 latency with a zero-delay fake LLM", b4_latency),
+              "B5": ("B5 one worker process: concurrent replies at 20 tokens/s, publish p99 < 20 ms", b5_worker)}
+
+COLUMNS = {"B2": ["kind", "streams", "rate", "completed", "hung", "gaps", "duplicates", "events_per_second",
+                  "latency_p50_ms", "latency_p99_ms", "api_cpu_percent", "kib_per_stream"],
+           "B3": ["streams", "rate", "subscribers_killed", "completed", "failed", "hung", "gaps", "duplicates",
+                  "events", "latency_p99_ms"]}
+
+
+def main() -> None:
+    chosen = sys.argv[1:] or list(BENCHMARKS)
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+               "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    print(f"machine: {json.dumps(machine)}\n")
+    for name in chosen:
+        title, run = BENCHMARKS[name]
+        started = time.monotonic()
+        rows = run()
+        save(name, {"machine": machine, "rows": rows})
+        shown = [{k: row.get(k) for k in COLUMNS[name]} for row in rows] if name in COLUMNS else rows
+        print(table(f"{title}  ({time.monotonic() - started:.0f} s)", shown), "\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
