@@ -24,6 +24,7 @@ def main() -> None:
     app.prepare(
         host=settings.HOST, port=settings.PORT, workers=settings.API_WORKERS,
         single_process=settings.API_WORKERS == 1, access_log=False, motd=False,
+        backlog=4096,  # many clients (re)connect at once after a pod restart
     )
     if settings.API_WORKERS == 1:
         Sanic.serve_single(primary=app)  # no manager process: signals reach the server directly

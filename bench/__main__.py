@@ -53,7 +53,7 @@ COLUMNS = {"B2": ["kind", "streams", "rate", "completed", "hung", "gaps", "dupli
 def main() -> None:
     chosen = sys.argv[1:] or list(BENCHMARKS)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-               "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+               "when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())}
     print(f"machine: {json.dumps(machine)}\n")
     for name in chosen:
         title, run = BENCHMARKS[name]

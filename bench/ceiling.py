@@ -38,4 +38,5 @@ async def stream(request: Request) -> None:
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=int(sys.argv[1]), single_process=True, access_log=False, motd=False)
+    app.run(host="127.0.0.1", port=int(sys.argv[1]), single_process=True, access_log=False, motd=False,
+            backlog=4096)

@@ -81,7 +81,7 @@ def result_of(process: subprocess.Popen[bytes], timeout: float = 300) -> dict[st
 
 
 async def metric(api: Api, name: str) -> float:
-    async with httpx.AsyncClient(base_url=api.url) as http:
+    async with httpx.AsyncClient(base_url=api.url, timeout=60) as http:
         for line in (await http.get("/metrics")).text.splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[1])

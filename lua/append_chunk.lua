@@ -1,9 +1,10 @@
 -- Append one chunk to the reply's log and publish it, fenced by generation and writer token
 -- so a stale or duplicate worker cannot write. The SSE frame is built here, once, and is what
 -- both the log and the channel carry.
--- KEYS[1] chat  KEYS[2] log  KEYS[3] partial text  KEYS[4] lease
+-- The writer's lease is renewed by its heartbeat (renew_reply.lua), not per chunk.
+-- KEYS[1] chat  KEYS[2] log  KEYS[3] partial text
 -- ARGV[1] generation  ARGV[2] token  ARGV[3] data JSON  ARGV[4] content  ARGV[5] log ttl s
--- ARGV[6] lease ms  ARGV[7] channel  ARGV[8] PUBLISH or SPUBLISH   ->  seq, or 0 when fenced out
+-- ARGV[6] channel  ARGV[7] PUBLISH or SPUBLISH   ->  seq, or 0 when fenced out
 local reply = redis.call('HMGET', KEYS[1], 'replyGen', 'replyToken', 'replyStatus')
 if reply[1] ~= ARGV[1] or reply[2] ~= ARGV[2] or reply[3] ~= 'streaming' then return 0 end
 local seq = redis.call('HINCRBY', KEYS[1], 'replySeq', 1)
@@ -11,6 +12,5 @@ local frame = 'id: ' .. ARGV[1] .. '-' .. seq .. '\ndata: ' .. ARGV[3] .. '\n\n'
 redis.call('XADD', KEYS[2], '0-' .. seq, 'f', frame)
 if seq == 1 then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
 redis.call('APPEND', KEYS[3], ARGV[4])
-redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[6])
-redis.call(ARGV[8], ARGV[7], frame)
+redis.call(ARGV[7], ARGV[6], frame)
 return seq

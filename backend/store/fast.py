@@ -1,4 +1,5 @@
-"""A multiplexed Redis connection for the hottest call (the session check of every request).
+"""A multiplexed Redis connection for the hottest calls (the session check of every request, and
+the workers' reply chunks).
 
 redis-py takes a pooled connection, packs, sends, reads and releases per command; at thousands of
 requests per second that Python overhead outweighs the Redis round trip itself. Here every
@@ -95,16 +96,24 @@ class Multiplexed:
 
     @staticmethod
     def _send(protocol: _Protocol, *parts: bytes) -> asyncio.Future[Any]:
+        return Multiplexed._send_packed(protocol, pack(*parts))
+
+    @staticmethod
+    def _send_packed(protocol: _Protocol, command: bytes) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         protocol.waiting.append(future)
-        protocol.queue(pack(*parts))
+        protocol.queue(command)
         return future
 
     async def call(self, *parts: bytes) -> Any:
+        return await self.call_packed(pack(*parts))
+
+    async def call_packed(self, command: bytes) -> Any:
+        """Send one command already in RESP; its reply (a hiredis.ReplyError is raised)."""
         protocol = self._protocol
         if protocol is None or protocol.lost:
             protocol = await self._connect()
-        return await self._send(protocol, *parts)
+        return await self._send_packed(protocol, command)
 
     async def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:

@@ -72,9 +72,8 @@ class Replies:
                     **extra: object) -> tuple[list, list]:
         """(keys, args) of one append_chunk call, for callers that batch them in a pipeline."""
         return (
-            [keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen),
-             keys.partial(user_id, chat_id), keys.reply_lease(user_id, chat_id)],
-            [gen, token, self.chunk_data(content, **extra), content, self.log_ttl, self.lease_ms,
+            [keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id)],
+            [gen, token, self.chunk_data(content, **extra), content, self.log_ttl,
              self.channel(user_id, chat_id, gen), self.publish_command],
         )
 

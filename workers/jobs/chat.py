@@ -56,7 +56,7 @@ class ChatJob:
     def __init__(self, store: Store, llm: LLM, context_chars: int, lease_seconds: float) -> None:
         self.store = store
         self.replies = store.replies
-        self.publisher = ChunkPublisher(store.redis, store.scripts, store.replies)
+        self.publisher = ChunkPublisher(store.scripts, store.replies, store.fast)
         self.llm = llm
         self.context_chars = context_chars
         self.renew_every = lease_seconds * 0.2
