@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import itertools
 
 from sanic.response.types import HTTPResponse, ResponseStream
 
@@ -37,17 +37,20 @@ def frame_seq(frame: bytes) -> tuple[int, bool]:
 class StreamListener:
     """One open stream: what the hub delivers, and the state the stream's task acts on."""
 
-    __slots__ = ("active", "closing", "direct", "last", "queued", "resync", "tick", "transport", "wake")
+    __slots__ = ("active", "closing", "direct", "last", "over", "ping", "queued", "reply", "resync", "transport",
+                 "wake")
 
-    def __init__(self, transport: asyncio.Transport, last: int) -> None:
+    def __init__(self, transport: asyncio.Transport, reply: tuple[int, int, int], last: int) -> None:
         self.transport = transport
+        self.reply = reply  # (user, chat, generation)
         self.last = last  # seq of the last frame written to the client
         self.direct = False  # live frames may be written from the hub's callback
         self.queued: list[bytes] = []
         self.wake = asyncio.Event()
         self.resync = True  # read the log after `last`
-        self.tick = False  # the relay's periodic check is due
-        self.active = False  # frames arrived since the last tick
+        self.ping = False  # a heartbeat is due
+        self.active = False  # frames arrived since the last check
+        self.over = False  # the reply ended without its final event reaching us live: finish from the log
         self.closing = False  # the pod is shutting down: end without a final event; the client resumes
 
     def deliver(self, frame: bytes) -> None:
@@ -117,21 +120,39 @@ class ReplyRelay:
         await self.hub.stop()
 
     async def _tick(self) -> None:
-        while True:
+        """Heartbeats for every stream, and one batched check of the replies idle streams wait on."""
+        pings_every = max(1, round(self.ping_seconds / self.check_seconds))
+        for round_number in itertools.count(1):
             await asyncio.sleep(self.check_seconds)
+            idle: list[StreamListener] = []
             for listener in self.listeners:
-                listener.tick = True
-                listener.wake.set()
+                if round_number % pings_every == 0:
+                    listener.ping = True
+                    listener.wake.set()
+                if not listener.active:
+                    idle.append(listener)
+                listener.active = False
+            if not idle:
+                continue
+            replies = list({listener.reply for listener in idle})
+            try:
+                over = dict(zip(replies, await self.replies.ended(replies), strict=True))
+            except Exception:  # Redis unreachable: check again next round
+                continue
+            for listener in idle:
+                if over[listener.reply]:
+                    listener.over = True
+                    listener.refill()  # whatever is left is in the log
 
     async def stream(self, response: HTTPResponse | ResponseStream, transport: asyncio.Transport, user_id: int,
                      chat_id: int, gen: int, after_seq: int) -> None:
         channel = self.replies.channel(user_id, chat_id, gen).encode()
-        listener = StreamListener(transport, after_seq)
+        listener = StreamListener(transport, (user_id, chat_id, gen), after_seq)
         await self.hub.subscribe(channel, listener)
         self.listeners.add(listener)
         OPEN_STREAMS.inc()
         try:
-            await self._follow(response, listener, user_id, chat_id, gen)
+            await self._follow(response, listener)
         finally:
             OPEN_STREAMS.dec()
             self.listeners.discard(listener)
@@ -141,14 +162,12 @@ class ReplyRelay:
         entries = await self.log_reader.xrange(keys.reply_log(user_id, chat_id, gen), min=f"0-{after + 1}")
         return [fields[b"f"] for _, fields in entries]
 
-    async def _follow(self, response: HTTPResponse | ResponseStream, listener: StreamListener, user_id: int,
-                      chat_id: int, gen: int) -> None:
+    async def _follow(self, response: HTTPResponse | ResponseStream, listener: StreamListener) -> None:
+        user_id, chat_id, gen = listener.reply
         # The first write goes through Sanic: it sends the response head.
         listener.resync = False
         out, ended = listener.accept(await self._read_log(user_id, chat_id, gen, listener.last))
         await response.send(b"".join(out) or PING)
-        last_ping = time.monotonic()
-        reply_over = False  # the reply ended without the final event reaching us live
         listener.direct = True
         while not ended and not listener.closing:
             if listener.resync and listener.transport.get_write_buffer_size() < HIGH_WATER:
@@ -160,26 +179,14 @@ class ReplyRelay:
             out, ended = listener.accept(frames)
             if out:
                 listener.write(b"".join(out))
-            if ended or (reply_over and not listener.resync):
+            if ended or (listener.over and not listener.resync):
                 break
             if listener.queued or (listener.resync and listener.transport.get_write_buffer_size() < HIGH_WATER):
                 continue
             listener.wake.clear()
             await listener.wake.wait()
-            if listener.tick:
-                listener.tick = False
-                if time.monotonic() - last_ping >= self.ping_seconds - self.check_seconds / 2:
-                    await response.send(PING)  # also keeps Sanic's response timer from expiring
-                    last_ping = time.monotonic()
-                if not listener.active and await self._reply_over(user_id, chat_id, gen):
-                    reply_over = True
-                    listener.refill()  # whatever is left is in the log
-                listener.active = False
+            if listener.ping:
+                listener.ping = False
+                await response.send(PING)  # also keeps Sanic's response timer from expiring
         with contextlib.suppress(Exception):
             await response.eof()  # a clean end; without a final event the client resumes
-
-    async def _reply_over(self, user_id: int, chat_id: int, gen: int) -> bool:
-        """Idle check: end a reply whose writer died; tell whether the reply is over."""
-        await self.replies.finish(user_id, chat_id, gen, "reap")
-        current, status, _ = await self.replies.state(user_id, chat_id)
-        return current != gen or status == "idle"

@@ -51,6 +51,26 @@ class Replies:
             return None, "", 0
         return int(gen), status, int(seq)
 
+    async def ended(self, replies: list[tuple[int, int, int]]) -> list[bool]:
+        """For each (user, chat, generation): is that reply over? One pipeline for all of them; a
+        reply whose writer sent chunks and whose lease expired is ended here (event: error)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id, chat_id, _ in replies:
+                pipe.hmget(keys.chat(user_id, chat_id), "replyGen", "replyStatus", "replySeq")
+                pipe.exists(keys.reply_lease(user_id, chat_id))
+            states = await pipe.execute()
+        over = []
+        for index, (user_id, chat_id, gen) in enumerate(replies):
+            (current, status, seq), lease = states[2 * index], states[2 * index + 1]
+            if current is None or int(current) != gen or status == "idle":
+                over.append(True)
+            elif status == "streaming" and seq != "0" and not lease:
+                await self.finish(user_id, chat_id, gen, "reap")  # its writer died
+                over.append(True)
+            else:
+                over.append(False)
+        return over
+
     async def claim(self, user_id: int, chat_id: int, gen: int, token: str) -> int:
         return int(await self.scripts.claim_reply(
             keys=[keys.chat(user_id, chat_id), keys.reply_lease(user_id, chat_id)], args=[gen, token, self.lease_ms]
