@@ -33,6 +33,13 @@ async def write_reply(publisher: ChunkPublisher, store: Store, reply: dict, chun
     await store.replies.finish(reply["user"], reply["chat"], reply["gen"], "done", token=reply["token"])
 
 
+async def renew_leases(store: Store, replies: list[dict]) -> None:
+    leases = [(r["user"], r["chat"], r["gen"], r["token"]) for r in replies]
+    while True:
+        await store.replies.renew_many(leases)
+        await asyncio.sleep(store.settings.JOB_LEASE_SECONDS * 0.2)
+
+
 async def run(spec: dict) -> dict:
     store = Store(Settings(REDIS_URL=spec["redis_url"]))
     publisher = ChunkPublisher(store.scripts, store.replies, store.fast)
@@ -42,12 +49,14 @@ async def run(spec: dict) -> dict:
     start = time.monotonic() + 0.2
     spread = 1 / spec["rate"]  # stagger the streams over one interval
     started = time.time()
+    heartbeat = asyncio.create_task(renew_leases(store, replies))  # what a worker's heartbeat does
     await asyncio.gather(*(
         write_reply(publisher, store, reply, spec["chunks"], spec["rate"], latencies,
                     start + spread * index / len(replies))
         for index, reply in enumerate(replies)
     ))
     wall = time.time() - started
+    heartbeat.cancel()
     ordered = sorted(latencies)
     await store.close()
     return {"chunks": len(latencies), "chunks_per_second": len(latencies) / wall,

@@ -172,8 +172,9 @@ class ReplyRelay:
         while not ended and not listener.closing:
             if listener.resync and listener.transport.get_write_buffer_size() < HIGH_WATER:
                 listener.resync = False
-                frames = listener.queued + await self._read_log(user_id, chat_id, gen, listener.last)
-                listener.queued = []
+                # Frames that arrive while the log is read stay queued for the next round.
+                queued, listener.queued = listener.queued, []
+                frames = queued + await self._read_log(user_id, chat_id, gen, listener.last)
             else:
                 frames, listener.queued = listener.queued, []
             out, ended = listener.accept(frames)
