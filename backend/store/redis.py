@@ -6,6 +6,8 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -24,6 +26,9 @@ def connect(settings: Settings, *, decode: bool = True, **extra: Any) -> AnyRedi
         "socket_connect_timeout": 2,
         "socket_keepalive": True,
         "health_check_interval": 30,
+        # A pooled connection that died with a Redis restart is remade once, at once.
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
     options.update(extra)
     if settings.REDIS_CLUSTER:
