@@ -170,13 +170,16 @@ class ReplyRelay:
         await response.send(b"".join(out) or PING)
         listener.direct = True
         while not ended and not listener.closing:
-            if listener.resync and listener.transport.get_write_buffer_size() < HIGH_WATER:
+            if not listener.resync:
+                frames, listener.queued = listener.queued, []
+            elif listener.transport.get_write_buffer_size() < HIGH_WATER:
                 listener.resync = False
                 # Frames that arrive while the log is read stay queued for the next round.
                 queued, listener.queued = listener.queued, []
                 frames = queued + await self._read_log(user_id, chat_id, gen, listener.last)
-            else:
-                frames, listener.queued = listener.queued, []
+            else:  # a slow client: nothing more in memory for it; the log has it all once it drains
+                listener.queued.clear()
+                frames = []
             out, ended = listener.accept(frames)
             if out:
                 listener.write(b"".join(out))
