@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import statistics
 import subprocess
 import time
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 
 from bench.harness import Stack
+from bench.spec import percentile
 from tests.conftest import auth, dev_login
 
 
@@ -94,9 +94,7 @@ async def first_event_ms(host: str, port: int, path: str, token: str, body: byte
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"p50_ms": statistics.median(ordered), "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-            "samples": len(ordered)}
+    return {"p50_ms": percentile(samples, 0.5), "p99_ms": percentile(samples, 0.99), "samples": len(samples)}
 
 
 def b4_latency(samples: int = 100) -> list[dict[str, Any]]:

@@ -7,12 +7,11 @@ python -m bench.publisher SPEC.json RESULT.json. Each chunk carries its publish 
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from array import array
 
 from backend.store.store import Store
+from bench.spec import percentile, serve_spec
 from config.settings import Settings
 from workers.publish import ChunkPublisher
 
@@ -57,21 +56,11 @@ async def run(spec: dict) -> dict:
     ))
     wall = time.time() - started
     heartbeat.cancel()
-    ordered = sorted(latencies)
     await store.close()
     return {"chunks": len(latencies), "chunks_per_second": len(latencies) / wall,
-            "publish_p50_ms": ordered[len(ordered) // 2] * 1000,
-            "publish_p99_ms": ordered[int(len(ordered) * 0.99)] * 1000}
-
-
-def main() -> None:
-    import uvloop
-
-    spec = json.loads(open(sys.argv[1]).read())
-    result = uvloop.run(run(spec))
-    with open(sys.argv[2], "w") as out:
-        json.dump(result, out)
+            "publish_p50_ms": percentile(latencies, 0.5) * 1000,
+            "publish_p99_ms": percentile(latencies, 0.99) * 1000}
 
 
 if __name__ == "__main__":
-    main()
+    serve_spec(run)

@@ -9,11 +9,11 @@ duplicates, and measures publish->client latency from the benchmark-only "t" fie
 from __future__ import annotations
 
 import asyncio
-import json
 import resource
-import sys
 import time
 from array import array
+
+from bench.spec import percentile, serve_spec
 
 
 class Totals:
@@ -136,13 +136,6 @@ class SseStream(asyncio.Protocol):
             self.done.set_result(None)
 
 
-def percentile(values: array, fraction: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 async def run(spec: dict) -> dict:
     loop = asyncio.get_running_loop()
     totals = Totals()
@@ -181,16 +174,7 @@ async def run(spec: dict) -> dict:
     }
 
 
-def main() -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    spec = json.loads(open(sys.argv[1]).read())
-    import uvloop
-
-    result = uvloop.run(run(spec))
-    with open(sys.argv[2], "w") as out:
-        json.dump(result, out)
-
-
 if __name__ == "__main__":
-    main()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of streams
+    serve_spec(run)

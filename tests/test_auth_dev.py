@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import parse_qsl, urlparse
 
 import httpx
 
@@ -27,6 +28,17 @@ async def test_full_dev_login_and_user_info(client: httpx.AsyncClient) -> None:
     assert isinstance(user["createdAt"], int) and user["createdAt"] > 1_600_000_000_000
     assert user["skillDescription"] == "" and user["doneInterview"] is False
     assert user["interviewQuestionStatus"] == "NOT_STARTED"
+
+
+async def test_dev_login_url_is_a_page_asking_for_a_user_name(client: httpx.AsyncClient) -> None:
+    login_url = (await client.get("/user/auth-code")).json()["loginUrl"]
+    page = await client.get(login_url)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<form method="post" action="/dev/login">' in page.text and 'name="username"' in page.text
+    query = dict(parse_qsl(urlparse(login_url).query))
+    assert f'value="{query["state"]}"' in page.text
+    missing = await client.get("/dev/login")
+    assert missing.status_code == 400 and missing.json()["message"]
 
 
 async def test_same_identity_logs_into_same_user(client: httpx.AsyncClient) -> None:

@@ -17,6 +17,9 @@ def start(module: str, redis_url: str, **env: str) -> subprocess.CompletedProces
 
 @pytest.mark.parametrize(("env", "line"), [
     ({"ENVIRONMENT": "production"}, "configuration error: AUTH_PROVIDER: 'dev' is refused when ENVIRONMENT=production"),
+    ({"ENVIRONMENT": "production", "AUTH_PROVIDER": "oidc", "OAUTH_CLIENT_ID": "x", "OIDC_ISSUER": "http://x",
+      "OAUTH_REDIRECT_URI": "http://x/cb", "LLM_PROVIDER": "fake"},
+     "configuration error: LLM_PROVIDER: 'fake' is refused when ENVIRONMENT=production"),
     ({"PORT": "eighty"},
      "configuration error: PORT: Input should be a valid integer, unable to parse string as an integer"),
     ({"AUTH_PROVIDER": "oidc"}, "configuration error: OAUTH_CLIENT_ID: required when AUTH_PROVIDER=oidc"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import hiredis
 import orjson
 
 from backend.store.fast import Multiplexed
@@ -66,10 +65,4 @@ class ChunkPublisher:
         if self.fast is None:  # Redis Cluster
             call_keys, call_args = self.replies.append_call(*reply.ids, content, **extra)
             return int(await self.script(keys=call_keys, args=call_args))
-        try:
-            return int(await self.fast.call_packed(reply.packed(content, extra)))
-        except hiredis.ReplyError as error:
-            if not str(error).startswith("NOSCRIPT"):
-                raise
-            await self.scripts.redis.script_load(self.script.script)  # Redis restarted without it
-            return int(await self.fast.call_packed(reply.packed(content, extra)))
+        return int(await self.fast.evalsha(self.script, reply.packed(content, extra)))

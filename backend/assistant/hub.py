@@ -42,7 +42,6 @@ class Hub:
         self._connection: PubSubConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._home = f"ai:hub:{os.getpid()}:{id(self)}".encode()  # one subscription that is always there
-        self.reconnects = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pubsub-hub")
@@ -54,10 +53,6 @@ class Hub:
                 await self._task
         if self._connection is not None and self._connection.transport is not None:
             self._connection.transport.close()
-
-    @property
-    def open_streams(self) -> int:
-        return sum(len(listeners) for listeners in self.listeners.values())
 
     async def subscribe(self, channel: bytes, listener: Listener) -> None:
         """Add a listener and wait until Redis confirms the channel's subscription."""
@@ -126,7 +121,6 @@ class Hub:
                 raise
             except Exception as error:  # any failure means: reconnect
                 self._connection = None
-                self.reconnects += 1
                 log.warning("pub/sub connection lost, reconnecting", extra={"error": repr(error)})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -147,10 +141,6 @@ class ClusterHub:
     async def stop(self) -> None:
         for hub in self.hubs.values():
             await hub.stop()
-
-    @property
-    def open_streams(self) -> int:
-        return sum(hub.open_streams for hub in self.hubs.values())
 
     async def _hub_for(self, channel: bytes) -> Hub:
         if not self.cluster.nodes_manager.slots_cache:

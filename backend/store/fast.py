@@ -17,6 +17,7 @@ import ssl
 from typing import Any
 
 import hiredis
+from redis.commands.core import AsyncScript
 
 from backend.assistant.resp import Address, pack
 
@@ -114,6 +115,16 @@ class Multiplexed:
         if protocol is None or protocol.lost:
             protocol = await self._connect()
         return await self._send_packed(protocol, command)
+
+    async def evalsha(self, script: AsyncScript, command: bytes) -> Any:
+        """Run a packed EVALSHA of `script`; a Redis restarted without its scripts gets it loaded."""
+        try:
+            return await self.call_packed(command)
+        except hiredis.ReplyError as error:
+            if not str(error).startswith("NOSCRIPT"):
+                raise
+            await script.registered_client.script_load(script.script)
+            return await self.call_packed(command)
 
     async def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:

@@ -47,9 +47,6 @@ class Interview:
     async def fail(self, user_id: int, interview_id: int) -> bool:
         return bool(await self.scripts.fail_interview(keys=[keys.user(user_id)], args=[interview_id]))
 
-    async def current_id(self, user_id: int) -> int:
-        return int(await self.redis.hget(keys.user(user_id), "interviewId") or 0)
-
     async def answer(self, user_id: int, question_id: int, answer: int) -> str:
         return await self.scripts.answer(
             keys=[keys.user(user_id), keys.questions(user_id), keys.answers(user_id)],

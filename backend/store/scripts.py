@@ -14,7 +14,6 @@ class Scripts:
     """`scripts.answer(keys=[...], args=[...])` runs `lua/answer.lua` (EVALSHA, EVAL fallback)."""
 
     def __init__(self, redis: AnyRedis) -> None:
-        self.redis = redis
         self._scripts = {
             path.stem: redis.register_script(path.read_text()) for path in sorted(LUA_DIR.glob("*.lua"))
         }

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-import hiredis
-
+from backend.assistant.resp import pack
 from backend.store import keys
 from backend.store.fast import Multiplexed
 from backend.store.redis import AnyRedis
@@ -61,14 +60,8 @@ class Users:
 
     async def _authenticate_fast(self, session_key: str, user_key: str) -> list[str] | None:
         script = self.scripts.authenticate
-        call = (b"EVALSHA", script.sha.encode(), b"2", session_key.encode(), user_key.encode())
-        try:
-            flat = await self.fast.call(*call)  # type: ignore[union-attr]
-        except hiredis.ReplyError as error:
-            if not str(error).startswith("NOSCRIPT"):
-                raise
-            await self.redis.script_load(script.script)  # Redis restarted without its scripts
-            flat = await self.fast.call(*call)  # type: ignore[union-attr]
+        command = pack(b"EVALSHA", script.sha.encode(), b"2", session_key.encode(), user_key.encode())
+        flat = await self.fast.evalsha(script, command)  # type: ignore[union-attr]
         return [item.decode() for item in flat] if flat else None
 
     async def logout(self, token: str) -> None:
