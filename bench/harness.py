@@ -17,8 +17,8 @@ import httpx
 
 from backend.store.store import Store
 from config.settings import Settings
-from tests.support.redis_server import RedisServer
-from tests.support.services import ROOT, Api, Worker
+from devstack.redis_server import RedisServer
+from devstack.services import ROOT, Api, Worker
 
 RESULTS = ROOT / "bench" / "results"
 QUIET = {"LOG_LEVEL": "WARNING", "RATE_LIMIT_CHAT_PER_MINUTE": "0", "RATE_LIMIT_INTERVIEW_PER_MINUTE": "0",

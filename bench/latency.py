@@ -14,7 +14,7 @@ import httpx
 
 from bench.harness import Stack
 from bench.spec import percentile
-from tests.conftest import auth, dev_login
+from devstack.login import auth, dev_login
 
 
 def wrk(url: str, headers: dict[str, str], seconds: int = 5, connections: int = 64) -> dict[str, float]:

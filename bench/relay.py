@@ -12,8 +12,8 @@ from typing import Any
 import redis as sync_redis
 
 from bench.harness import Stack, cpu_seconds, result_of, rss_bytes, run_json_process, wait_for_metric
-from tests.support.ports import free_port, wait_for_port
-from tests.support.services import ROOT
+from devstack.ports import free_port, wait_for_port
+from devstack.services import ROOT
 
 SECONDS = 8
 PUBLISHERS = 2

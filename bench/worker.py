@@ -11,7 +11,7 @@ import httpx
 
 from backend.store.jobs import enqueue
 from bench.harness import Stack
-from tests.support.ports import free_port, wait_for_port
+from devstack.ports import free_port, wait_for_port
 
 TOKENS_PER_SECOND = 20
 WINDOW = 6.0

@@ -10,18 +10,17 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from urllib.parse import parse_qsl, urlparse
 
 import httpx
 import pytest
 import redis as sync_redis
 
-from tests.support.ports import free_port, wait_for_port
-from tests.support.redis_server import RedisServer
-from tests.support.services import ROOT, Api, Service, Worker
+from devstack.login import auth, dev_login
+from devstack.ports import free_port, wait_for_port
+from devstack.redis_server import RedisServer
+from devstack.services import ROOT, Api, Service, Worker
 
 SUPPORT = Path(__file__).parent / "support"
 
@@ -90,31 +89,6 @@ def stack(session_processes: Processes, redis_url: str) -> Api:
 async def client(stack: Api) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.url, timeout=20) as http:
         yield http
-
-
-async def dev_login(http: httpx.AsyncClient, username: str | None = None) -> str:
-    """The dev provider's whole flow, as a browser would do it; returns the token."""
-    username = username or f"user-{uuid.uuid4().hex[:10]}"
-    code, state = await dev_code(http, username)
-    response = await http.get("/user/auth-callback", params={"code": code, "state": state})
-    assert response.status_code == 200, response.text
-    return response.json()["token"]
-
-
-async def dev_code(http: httpx.AsyncClient, username: str) -> tuple[str, str]:
-    auth = (await http.get("/user/auth-code")).json()
-    query = dict(parse_qsl(urlparse(auth["loginUrl"]).query))
-    form = {"username": username, "state": query["state"], "code_challenge": query["code_challenge"],
-            "redirect_uri": query["redirect_uri"]}
-    response = await http.post("/dev/login", data=form)
-    assert response.status_code == 303, response.text
-    back = dict(parse_qsl(urlparse(response.headers["location"]).query))
-    assert back["state"] == auth["state"]
-    return back["code"], back["state"]
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authentication": f"Basic {token}"}
 
 
 @pytest.fixture

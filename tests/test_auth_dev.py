@@ -7,7 +7,8 @@ from urllib.parse import parse_qsl, urlparse
 
 import httpx
 
-from tests.conftest import Processes, auth, dev_code, dev_login
+from devstack.login import auth, dev_code, dev_login
+from tests.conftest import Processes
 
 
 async def test_full_dev_login_and_user_info(client: httpx.AsyncClient) -> None:

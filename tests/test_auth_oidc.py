@@ -8,8 +8,9 @@ from urllib.parse import parse_qsl, urlparse
 import httpx
 import pytest
 
-from tests.conftest import Processes, auth
-from tests.support.ports import free_port
+from devstack.login import auth
+from devstack.ports import free_port
+from tests.conftest import Processes
 
 REDIRECT = "http://127.0.0.1:9/client/callback"  # the client's page; the test plays the browser
 

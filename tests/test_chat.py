@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-from tests.conftest import auth, dev_login
+from devstack.login import auth, dev_login
 from tests.support.sse import Stream, read
 
 

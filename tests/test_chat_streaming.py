@@ -11,8 +11,9 @@ import httpx
 import pytest
 import redis as sync_redis
 
-from tests.conftest import LlmStub, Processes, auth, dev_login, eventually, isolated_url, openai_env
-from tests.support.services import Api
+from devstack.login import auth, dev_login
+from devstack.services import Api
+from tests.conftest import LlmStub, Processes, eventually, isolated_url, openai_env
 from tests.support.sse import Stream, read
 from tests.test_chat import assert_consecutive, new_chat, send
 

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.conftest import Processes, auth, dev_login
-from tests.support.redis_server import RedisCluster
-from tests.support.services import Api
+from devstack.login import auth, dev_login
+from devstack.redis_server import RedisCluster
+from devstack.services import Api
+from tests.conftest import Processes
 from tests.test_chat import assert_consecutive, new_chat, send
 from tests.test_chat_streaming import history, resume
 from tests.test_interview import describe, ready_questions

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.conftest import LlmStub, Processes, auth, dev_login, eventually, isolated_url, openai_env
-from tests.support.redis_server import RedisServer
-from tests.support.services import Api, Worker
+from devstack.login import auth, dev_login
+from devstack.redis_server import RedisServer
+from devstack.services import Api, Worker
+from tests.conftest import LlmStub, Processes, eventually, isolated_url, openai_env
 from tests.test_chat import assert_consecutive, new_chat, send
 from tests.test_chat_streaming import history, resume
 from tests.test_interview import describe, ready_questions

@@ -7,7 +7,8 @@ from collections import Counter
 
 import httpx
 
-from tests.conftest import auth, dev_login, eventually
+from devstack.login import auth, dev_login
+from tests.conftest import eventually
 
 QUESTION_KEYS = {"id", "content", "choices"}
 

@@ -8,7 +8,8 @@ import asyncio
 import httpx
 import pytest
 
-from tests.conftest import LlmStub, Processes, auth, dev_login, eventually, isolated_url, openai_env
+from devstack.login import auth, dev_login
+from tests.conftest import LlmStub, Processes, eventually, isolated_url, openai_env
 from tests.test_interview import describe, ready_questions
 
 

@@ -7,8 +7,9 @@ import json
 
 import httpx
 
-from tests.conftest import Processes, auth, dev_login, isolated_url
-from tests.support.ports import free_port, wait_for_port
+from devstack.login import auth, dev_login
+from devstack.ports import free_port, wait_for_port
+from tests.conftest import Processes, isolated_url
 from tests.test_chat import new_chat, send
 
 

@@ -6,8 +6,9 @@ import asyncio
 
 import httpx
 
-from tests.conftest import Processes, auth, dev_login
-from tests.support.redis_server import RedisServer
+from devstack.login import auth, dev_login
+from devstack.redis_server import RedisServer
+from tests.conftest import Processes
 
 
 async def test_redis_stopped_and_restarted_under_running_api(processes: Processes) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.support.services import ROOT, _env
+from devstack.services import ROOT, _env
 
 
 def start(module: str, redis_url: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -9,9 +9,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.support.ports import free_port, wait_for_port
+from devstack.ports import free_port, wait_for_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 BASE_ENV = {
     "ENVIRONMENT": "test",

@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from tests.support.ports import free_port, wait_for_port
+from devstack.ports import free_port, wait_for_port
 
 
 def redis_binary() -> str:
