@@ -22,8 +22,14 @@ run: $(STAMP)
 test: $(STAMP) tests/support/node_modules/.package-lock.json
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# All three checks run even when one fails, so one run reports everything; any failure fails the target.
+# lint-imports checks the contracts in pyproject.toml's [tool.importlinter] (the architecture).
 lint: $(STAMP)
-	$(BIN)/ruff check .
+	@status=0; \
+	echo '$(BIN)/ruff check .'; $(BIN)/ruff check . || status=1; \
+	echo '$(BIN)/ruff format --check .'; $(BIN)/ruff format --check . || status=1; \
+	echo '$(BIN)/lint-imports --no-cache --no-logo'; $(BIN)/lint-imports --no-cache --no-logo || status=1; \
+	exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

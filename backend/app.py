@@ -11,9 +11,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from backend import cors, errors
-from backend.assistant.hub import ClusterHub, Hub
 from backend.assistant.relay import ReplyRelay
-from backend.assistant.resp import Address
 from backend.assistant.routes import bp as assistant_bp
 from backend.auth.dev import bp as dev_login_bp
 from backend.auth.providers import make_provider
@@ -22,8 +20,7 @@ from backend.interview.routes import bp as interview_bp
 from backend.logs import configure_logging
 from backend.ops import metrics, openapi
 from backend.ops.routes import bp as ops_bp
-from backend.store.redis import connect
-from backend.store.store import Store
+from backend.store.datastore import Store
 from config.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 64 * 1024
@@ -67,15 +64,11 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
     async def open_connections(app: Sanic) -> None:
         store = Store(settings)
         app.ctx.store = store
-        app.ctx.redis = store.redis
-        app.ctx.provider = make_provider(settings, store.redis)
-        log_reader = connect(settings, decode=False)
-        address = Address.from_url(settings.REDIS_URL)
-        hub = ClusterHub(log_reader, address) if settings.REDIS_CLUSTER else Hub(address)
+        app.ctx.provider = make_provider(settings, store.logins)
+        hub = store.hub()
         hub.start()
-        app.ctx.log_reader = log_reader
         app.ctx.relay = ReplyRelay(
-            hub, log_reader, store.replies, ping_seconds=settings.SSE_PING_SECONDS,
+            hub, store.replies, ping_seconds=settings.SSE_PING_SECONDS,
             check_seconds=min(settings.SSE_PING_SECONDS, settings.JOB_LEASE_SECONDS * 0.2),
         )
         app.ctx.relay.start()
@@ -87,7 +80,6 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:
-        await app.ctx.log_reader.aclose()
         await app.ctx.store.close()
 
     ids = RequestIds()

@@ -8,7 +8,7 @@ from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
-from backend.store.redis import UNAVAILABLE
+from backend.store.errors import StoreUnavailable
 
 log = logging.getLogger("backend.errors")
 
@@ -56,6 +56,8 @@ class ServiceUnavailable(ApiError):
     status_code = 503
 
 
+UNAVAILABLE_MESSAGE = "The service is temporarily unavailable. Please retry shortly."
+
 # Sanic's own wording for its built-in errors, made readable for a user.
 _SANIC_MESSAGES = {
     404: "Not found.",
@@ -79,9 +81,9 @@ def install(app: Sanic) -> None:
             status = exception.status_code
             message = _SANIC_MESSAGES.get(status) or "Request failed."
             return error_response(status, message, dict(exception.headers or {}))
-        if isinstance(exception, UNAVAILABLE):
-            log.warning("redis unavailable", extra={"error": type(exception).__name__})
-            return error_response(503, "The service is temporarily unavailable. Please retry shortly.",
-                                  {"Retry-After": "1"})
+        if isinstance(exception, StoreUnavailable):
+            log.warning("redis unavailable", extra={"error": str(exception), "path": request.path,
+                                                    "request_id": getattr(request.ctx, "request_id", None)})
+            return error_response(503, UNAVAILABLE_MESSAGE, {"Retry-After": "1"})
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "Internal server error.")

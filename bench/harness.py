@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from backend.store.store import Store
+from backend.store.datastore import Store
 from config.settings import Settings
 from devstack.redis_server import RedisServer
 from devstack.services import ROOT, Api, Worker

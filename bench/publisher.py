@@ -1,5 +1,5 @@
 """The relay benchmark's producer: many replies written through the worker's real publish path
-(ChunkPublisher -> lua/append_chunk.lua -> Redis), each at a fixed rate, then finished.
+(ReplyWriter -> lua/append_chunk.lua -> Redis), each at a fixed rate, then finished.
 
 python -m bench.publisher SPEC.json RESULT.json. Each chunk carries its publish time ("t").
 """
@@ -10,17 +10,16 @@ import asyncio
 import time
 from array import array
 
-from backend.store.store import Store
+from backend.store.datastore import Store
 from bench.spec import percentile, serve_spec
 from config.settings import Settings
-from workers.publish import ChunkPublisher
 
 
-async def write_reply(publisher: ChunkPublisher, store: Store, reply: dict, chunks: int, rate: float,
+async def write_reply(store: Store, reply: dict, chunks: int, rate: float,
                       latencies: array, start_at: float) -> None:
     interval = 1 / rate
     next_at = start_at
-    chunks_of_reply = publisher.reply(reply["user"], reply["chat"], reply["gen"], reply["token"])
+    chunks_of_reply = store.replies.writer(reply["user"], reply["chat"], reply["gen"], reply["token"])
     for _ in range(chunks):
         delay = next_at - time.monotonic()
         if delay > 0:
@@ -41,8 +40,6 @@ async def renew_leases(store: Store, replies: list[dict]) -> None:
 
 async def run(spec: dict) -> dict:
     store = Store(Settings(REDIS_URL=spec["redis_url"]))
-    publisher = ChunkPublisher(store.scripts, store.replies, store.fast)
-    await store.redis.script_load(publisher.script.script)
     latencies: array = array("d")
     replies = spec["replies"]
     start = time.monotonic() + 0.2
@@ -50,7 +47,7 @@ async def run(spec: dict) -> dict:
     started = time.time()
     heartbeat = asyncio.create_task(renew_leases(store, replies))  # what a worker's heartbeat does
     await asyncio.gather(*(
-        write_reply(publisher, store, reply, spec["chunks"], spec["rate"], latencies,
+        write_reply(store, reply, spec["chunks"], spec["rate"], latencies,
                     start + spread * index / len(replies))
         for index, reply in enumerate(replies)
     ))

@@ -22,7 +22,7 @@ PUBLISHERS = 2
 async def prepare(stack: Stack, count: int) -> list[dict[str, Any]]:
     """`count` users, each with a chat whose reply is open and claimed by a benchmark writer."""
     store = stack.store()
-    await store.redis.ping()
+    assert await store.ping()
 
     async def one(index: int) -> dict[str, Any]:
         user_id, token = await store.users.login("bench", f"user-{index}", f"user-{index}")

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 
-from backend.store.jobs import enqueue
 from bench.harness import Stack
 from devstack.ports import free_port, wait_for_port
 
@@ -50,7 +49,7 @@ async def start_replies(stack: Stack, count: int) -> None:
         user_id, _ = await store.users.login("bench", f"w-{index}", f"w-{index}")
         chat_id = await store.chats.create(user_id)
         gen = await store.chats.start_reply(user_id, chat_id, "go")
-        await enqueue(store.redis, "chat", "bench", userId=user_id, chatId=chat_id, gen=gen)
+        await store.queue.enqueue("chat", "bench", userId=user_id, chatId=chat_id, gen=gen)
 
     for start in range(0, count, 500):
         await asyncio.gather(*(one(i) for i in range(start, min(count, start + 500))))

@@ -6,7 +6,6 @@ import os
 import sys
 from functools import lru_cache
 from typing import Annotated, Literal
-from urllib.parse import urlparse
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -17,6 +16,7 @@ class Settings(BaseSettings):
 
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
     REDIS_CLUSTER: bool = False
+    REDIS_TIMEOUT_SECONDS: float = Field(2.0, gt=0, le=60)
 
     HOST: str = "127.0.0.1"
     PORT: int = Field(8000, ge=1, le=65535)
@@ -97,11 +97,6 @@ class Settings(BaseSettings):
         if not self.REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL: must start with redis://, rediss:// or unix://")
         return self
-
-    @property
-    def redis_db(self) -> int:
-        path = urlparse(self.REDIS_URL).path.strip("/")
-        return int(path) if path.isdigit() else 0
 
     @property
     def scopes(self) -> str:

@@ -2,17 +2,22 @@
 -- KEYS[1] chat  KEYS[2] log  KEYS[3] partial text  KEYS[4] lease  KEYS[5] messages  KEYS[6] chat index
 -- ARGV[1] generation  ARGV[2] worker token  ARGV[3] mode  ARGV[4] data JSON  ARGV[5] now ms
 -- ARGV[6] log ttl s  ARGV[7] channel  ARGV[8] PUBLISH or SPUBLISH  ARGV[9] chat id
+-- ARGV[10] ms a reply may stay queued
 -- mode: 'done' / 'error' from the writer (token must match); 'stopped' from a user's stop;
--- 'fail' from the worker holding the job after its last attempt;
--- 'reap' from anyone who sees a writer that sent chunks and whose lease expired.
+-- 'fail' from the worker holding the job after its last attempt (or the API when enqueueing failed);
+-- 'reap' from anyone who sees a writer that sent chunks and whose lease expired, or a reply
+-- that no worker took within ARGV[10] (its job was lost).
 -- -> seq of the final event, or 0 when there was nothing to end
-local reply = redis.call('HMGET', KEYS[1], 'replyGen', 'replyToken', 'replyStatus', 'replySeq')
+local reply = redis.call('HMGET', KEYS[1], 'replyGen', 'replyToken', 'replyStatus', 'replySeq', 'updatedAt')
 if reply[1] ~= ARGV[1] then return 0 end
 if reply[3] ~= 'queued' and reply[3] ~= 'streaming' then return 0 end
 local mode = ARGV[3]
 if (mode == 'done' or mode == 'error') and reply[2] ~= ARGV[2] then return 0 end
-if mode == 'reap' and (reply[3] ~= 'streaming' or reply[4] == '0' or redis.call('EXISTS', KEYS[4]) == 1) then
-  return 0
+if mode == 'reap' then
+  if reply[3] == 'streaming' and (reply[4] == '0' or redis.call('EXISTS', KEYS[4]) == 1) then return 0 end
+  if reply[3] == 'queued' and tonumber(ARGV[5]) - tonumber(reply[5] or ARGV[5]) <= tonumber(ARGV[10]) then
+    return 0
+  end
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'replySeq', 1)
 local event = 'error'

@@ -11,12 +11,9 @@ import signal
 import socket
 
 from prometheus_client import start_http_server
-from redis.asyncio import RedisCluster
 
 from backend.logs import configure_logging
-from backend.store import keys
-from backend.store.redis import connect
-from backend.store.store import Store
+from backend.store.datastore import Store
 from config.settings import Settings, get_settings
 from workers.jobs.chat import ChatJob
 from workers.jobs.questions import QuestionsJob
@@ -26,41 +23,17 @@ from workers.runner import Runner
 log = logging.getLogger("workers")
 
 
-async def listen_for_stops(settings: Settings, chat: ChatJob) -> None:
-    """Stop commands from any API pod, on their own connection; reconnects forever."""
-    redis = connect(settings)
-    while True:
-        try:
-            if isinstance(redis, RedisCluster):
-                await redis.initialize()  # the cluster's pub/sub needs the slot map first
-            pubsub = redis.pubsub(ignore_subscribe_messages=True)
-            await pubsub.subscribe(keys.control_channel(settings.redis_db))
-            while True:
-                message = await pubsub.get_message(timeout=5.0)
-                if message is None:
-                    continue
-                command, *args = str(message["data"]).split()
-                if command == "stop" and len(args) == 3:
-                    chat.stop(*(int(a) for a in args))
-        except asyncio.CancelledError:
-            await redis.aclose()
-            raise
-        except Exception as error:
-            log.warning("control channel lost, reconnecting", extra={"error": repr(error)})
-            await asyncio.sleep(0.5)
-
-
 async def serve(settings: Settings) -> None:
-    store = Store(settings)
+    store = Store(settings, worker=True)
     llm = make_llm(settings)
     chat = ChatJob(store, llm, settings.CHAT_CONTEXT_CHARS, settings.JOB_LEASE_SECONDS)
     handlers = {"questions": QuestionsJob(store, llm, settings.QUESTION_COUNT), "chat": chat}
     consumer = f"{socket.gethostname()}-{os.getpid()}"
-    runner = Runner(store.redis, store.scripts, settings, handlers, consumer)
+    runner = Runner(store.queue, settings, handlers, consumer)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.request_stop)
-    stops = asyncio.create_task(listen_for_stops(settings, chat))
+    stops = asyncio.create_task(store.control.listen(chat.stop))  # a user's stop, from any API pod
     log.info("worker started", extra={"consumer": consumer, "concurrency": settings.WORKER_CONCURRENCY,
                                       "llm": settings.LLM_PROVIDER})
     try:

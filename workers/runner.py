@@ -1,10 +1,13 @@
-"""The job runner: a consumer of the Redis Stream job queue.
+"""The job runner: a consumer of the job queue (backend/store/queue.py).
 
-- XREADGROUP with BLOCK (no polling sleeps), at most WORKER_CONCURRENCY jobs at once.
-- Running jobs' entries are re-claimed every lease/3 (their idle time is the heartbeat); a job
-  idle for JOB_LEASE_SECONDS belonged to a dead worker and is taken over with XAUTOCLAIM.
+- Blocking reads (no polling sleeps), at most WORKER_CONCURRENCY jobs at once.
+- Running jobs are kept claimed every lease/3 (their idle time is the heartbeat); a job idle
+  for JOB_LEASE_SECONDS belonged to a dead worker and is taken over.
 - Attempts are counted in Redis (so they survive a worker's death); a failed attempt is retried
-  with exponential backoff up to JOB_MAX_ATTEMPTS, then the handler's give_up() runs.
+  with exponential backoff up to JOB_MAX_ATTEMPTS, then the handler's give_up() runs. A job whose
+  give_up() itself fails is acknowledged anyway: it is logged, not looped.
+- Each loop survives any Redis failure (a stall, a failover, a migration): it logs, backs off
+  with jitter and goes on; the store's clients follow the topology.
 - SIGTERM: stop reading, let running jobs finish within the grace period, hand back the rest.
 """
 
@@ -13,34 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import random
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
-from redis.exceptions import ResponseError
-
-from backend.store import keys
-from backend.store.redis import UNAVAILABLE, AnyRedis
-from backend.store.scripts import Scripts
+from backend.store.errors import StoreUnavailable
+from backend.store.queue import Job, JobQueue
 from config.settings import Settings
 from workers import metrics
 
 log = logging.getLogger("workers.runner")
-
-
-@dataclass
-class Job:
-    id: str
-    fields: dict[str, str]
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    @property
-    def type(self) -> str:
-        return self.fields.get("type", "")
-
-    @property
-    def request_id(self) -> str:
-        return self.fields.get("requestId", "")
 
 
 class JobHandler(Protocol):
@@ -52,10 +37,8 @@ class JobHandler(Protocol):
 
 
 class Runner:
-    def __init__(self, redis: AnyRedis, scripts: Scripts, settings: Settings, handlers: Mapping[str, JobHandler],
-                 consumer: str) -> None:
-        self.redis = redis
-        self.scripts = scripts
+    def __init__(self, queue: JobQueue, settings: Settings, handlers: Mapping[str, JobHandler], consumer: str) -> None:
+        self.queue = queue
         self.handlers = handlers
         self.consumer = consumer
         self.concurrency = settings.WORKER_CONCURRENCY
@@ -68,13 +51,6 @@ class Runner:
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
 
-    async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(keys.JOBS, keys.JOB_GROUP, id="0", mkstream=True)
-        except ResponseError as error:
-            if "BUSYGROUP" not in str(error):
-                raise
-
     def request_stop(self) -> None:
         self._stopping.set()
         self._slot_free.set()
@@ -82,9 +58,8 @@ class Runner:
     async def run(self) -> None:
         """Take jobs until request_stop(), then drain."""
         await self._wait_for_redis()
-        loops = [asyncio.create_task(self._read_loop(), name="read"),
-                 asyncio.create_task(self._reclaim_loop(), name="reclaim"),
-                 asyncio.create_task(self._keep_claimed(), name="keep-claimed")]
+        loops = [asyncio.create_task(self._forever(name, step), name=name) for name, step in (
+            ("read", self._read), ("reclaim", self._reclaim), ("keep-claimed", self._keep_claimed))]
         await self._stopping.wait()
         for loop in loops:
             loop.cancel()
@@ -95,71 +70,69 @@ class Runner:
         delay = 0.1
         while not self._stopping.is_set():
             try:
-                await self.ensure_group()
+                await self.queue.ensure_group()
                 return
-            except UNAVAILABLE:
-                log.warning("redis unavailable, waiting")
-                await asyncio.sleep(delay)
+            except StoreUnavailable as error:
+                log.warning("redis unavailable, waiting", extra={"error": str(error)})
+                await asyncio.sleep(random.uniform(delay / 2, delay))
                 delay = min(delay * 2, 2.0)
 
-    async def _read_loop(self) -> None:
+    async def _forever(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run one loop step after another; no failure ends the loop."""
+        delay = 0.1
         while True:
-            free = self.concurrency - len(self.running)
-            if free <= 0:
-                self._slot_free.clear()
-                await self._slot_free.wait()
-                continue
             try:
-                reply = await self.redis.xreadgroup(keys.JOB_GROUP, self.consumer, {keys.JOBS: ">"},
-                                                    count=free, block=self.block_ms)
-            except ResponseError as error:
-                if "NOGROUP" in str(error):  # the stream was deleted (e.g. FLUSHALL)
-                    await self.ensure_group()
-                    continue
+                await step()
+                delay = 0.1
+            except asyncio.CancelledError:
                 raise
-            except UNAVAILABLE:
-                await asyncio.sleep(0.5)
-                continue
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    self._start(entry_id, fields)
+            except Exception as error:
+                level = logging.WARNING if isinstance(error, StoreUnavailable) else logging.ERROR
+                log.log(level, "worker loop failed, retrying", exc_info=level == logging.ERROR,
+                        extra={"loop": name, "error": repr(error)})
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, 2.0)
 
-    async def _reclaim_loop(self) -> None:
-        while True:
-            await asyncio.sleep(max(0.2, self.lease_ms / 4000))
-            free = self.concurrency - len(self.running)
-            if free <= 0:
-                continue
-            try:
-                _, entries, deleted = await self.redis.xautoclaim(
-                    keys.JOBS, keys.JOB_GROUP, self.consumer, min_idle_time=self.lease_ms, start_id="0-0",
-                    count=free,
-                )
-                if deleted:
-                    await self.redis.xack(keys.JOBS, keys.JOB_GROUP, *deleted)
-            except UNAVAILABLE:
-                continue
-            for entry_id, fields in entries:
-                if fields is None or entry_id in self.running:
-                    continue
-                log.info("reclaimed job of a dead worker", extra={"job": entry_id})
-                await self._count(fields.get("type", ""), "reclaimed")
-                self._start(entry_id, fields)
+    async def _read(self) -> None:
+        free = self.concurrency - len(self.running)
+        if free <= 0:
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            return
+        for job in await self.queue.read(self.consumer, free, self.block_ms):
+            self._start(job)
 
-    def _start(self, entry_id: str, fields: dict[str, str]) -> None:
-        job = Job(entry_id, fields)
-        self.running[entry_id] = job
+    async def _reclaim(self) -> None:
+        await asyncio.sleep(max(0.2, self.lease_ms / 4000))
+        free = self.concurrency - len(self.running)
+        if free <= 0:
+            return
+        for job in await self.queue.reclaim(self.consumer, self.lease_ms, free):
+            if job.id in self.running:
+                continue
+            log.info("reclaimed job of a dead worker", extra={"job": job.id, "request_id": job.request_id})
+            await self._count(job.type, "reclaimed")
+            self._start(job)
+
+    async def _keep_claimed(self) -> None:
+        await asyncio.sleep(self.lease_ms / 3000)
+        if self.running:
+            await self.queue.keep_claimed(self.consumer, list(self.running))
+
+    def _start(self, job: Job) -> None:
+        self.running[job.id] = job
         metrics.RUNNING.set(len(self.running))
-        job.task = asyncio.create_task(self._execute(job), name=f"job-{entry_id}")
+        job.task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
 
     async def _execute(self, job: Job) -> None:
         try:
             await self._attempts(job)
-            await self._ack(job.id)
+            await self.queue.ack(job)
         except asyncio.CancelledError:
             raise  # shutdown: _drain hands the job back
-        except Exception:
-            log.exception("job bookkeeping failed; the job will be reclaimed", extra={"job": job.id})
+        except Exception as error:
+            log.warning("job bookkeeping failed; the job will be reclaimed",
+                        extra={"job": job.id, "error": repr(error), "request_id": job.request_id})
         finally:
             self.running.pop(job.id, None)
             metrics.RUNNING.set(len(self.running))
@@ -171,10 +144,9 @@ class Runner:
             log.error("unknown job type, dropped", extra={"job": job.id, "type": job.type})
             return
         while True:
-            attempt = await self.redis.hincrby(keys.JOB_ATTEMPTS, job.id, 1)
+            attempt = await self.queue.next_attempt(job)
             if attempt > self.max_attempts:
-                await handler.give_up(job, None)
-                await self._count(job.type, "failed")
+                await self._give_up(handler, job, None)
                 return
             try:
                 await handler.run(job)
@@ -186,34 +158,26 @@ class Runner:
                 log.warning("job attempt failed", extra={"job": job.id, "type": job.type, "attempt": attempt,
                                                           "error": repr(error), "request_id": job.request_id})
                 if attempt >= self.max_attempts:
-                    await handler.give_up(job, error)
-                    await self._count(job.type, "failed")
+                    await self._give_up(handler, job, error)
                     return
                 await self._count(job.type, "retried")
-                await asyncio.sleep(self.retry_base * 2 ** (attempt - 1))
+                await asyncio.sleep(self.retry_base * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
+
+    async def _give_up(self, handler: JobHandler, job: Job, error: BaseException | None) -> None:
+        """Record the failure; when even that fails, the job is still over (acknowledged by the
+        caller), or a broken failure handler would have it reclaimed and failed forever."""
+        try:
+            await handler.give_up(job, error)
+        except Exception as failure:
+            log.error("recording a failed job failed; the job is dropped",
+                      extra={"job": job.id, "error": repr(failure), "request_id": job.request_id})
+        await self._count(job.type, "failed")
 
     async def _count(self, job_type: str, outcome: str) -> None:
         """This process's counter, and the cluster-wide one the API's /metrics reports."""
         metrics.JOBS.labels(job_type, outcome).inc()
-        with contextlib.suppress(*UNAVAILABLE):
-            await self.redis.hincrby(keys.JOB_STATS, f"{job_type}:{outcome}", 1)
-
-    async def _keep_claimed(self) -> None:
-        """Reset the idle time of every running job's entry (one XCLAIM for many ids)."""
-        while True:
-            await asyncio.sleep(self.lease_ms / 3000)
-            running = list(self.running)
-            for start in range(0, len(running), 500):
-                with contextlib.suppress(*UNAVAILABLE):
-                    await self.redis.xclaim(keys.JOBS, keys.JOB_GROUP, self.consumer, 0, running[start:start + 500],
-                                            justid=True)
-
-    async def _ack(self, entry_id: str) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(keys.JOBS, keys.JOB_GROUP, entry_id)
-            pipe.xdel(keys.JOBS, entry_id)
-            pipe.hdel(keys.JOB_ATTEMPTS, entry_id)
-            await pipe.execute()
+        with contextlib.suppress(StoreUnavailable):
+            await self.queue.count(f"{job_type}:{outcome}")
 
     async def _drain(self) -> None:
         jobs = list(self.running.values())
@@ -231,7 +195,8 @@ class Runner:
                 await self._hand_back(job)
 
     async def _hand_back(self, job: Job) -> None:
-        flat = [item for pair in job.fields.items() for item in pair]
-        with contextlib.suppress(*UNAVAILABLE):
-            await self.scripts.requeue_job(keys=[keys.JOBS], args=[keys.JOB_GROUP, job.id, *flat])
+        try:
+            await self.queue.hand_back(job)
             log.info("job handed back", extra={"job": job.id})
+        except StoreUnavailable as error:  # it stays pending: another worker reclaims it after the lease
+            log.warning("hand back failed", extra={"job": job.id, "error": str(error)})

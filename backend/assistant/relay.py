@@ -4,8 +4,9 @@ A stream subscribes (confirmed) before it reads the log, so nothing published in
 missed. Every frame carries ``id: <gen>-<seq>``; a frame is written only when its seq is the
 next one, so anything at or below the last seq is dropped and a hole sends the stream back to
 the log. The live path writes each frame to the client's socket from the hub's callback, as an
-HTTP chunk, without a task switch; the stream's own task only catches up from the log, sends
-heartbeats, checks the writer is alive, and ends the response.
+HTTP chunk, without a task switch; the stream's own task only catches up from the log (in pages,
+only as fast as the client drains), sends heartbeats, checks the writer is alive, and ends the
+response.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import itertools
 
 from sanic.response.types import HTTPResponse, ResponseStream
 
-from backend.assistant.hub import ClusterHub, Hub
 from backend.ops.metrics import OPEN_STREAMS
-from backend.store import keys
-from backend.store.redis import AnyRedis
-from backend.store.replies import Replies
+from backend.store.errors import StoreUnavailable
+from backend.store.pubsub import ClusterHub, Hub
+from backend.store.replies import LOG_PAGE, Replies
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 PING = b": ping\n\n"
@@ -37,14 +37,14 @@ def frame_seq(frame: bytes) -> tuple[int, bool]:
 class StreamListener:
     """One open stream: what the hub delivers, and the state the stream's task acts on."""
 
-    __slots__ = ("active", "closing", "direct", "last", "over", "ping", "queued", "reply", "resync", "transport",
+    __slots__ = ("active", "closing", "direct", "last", "over", "ping", "queued", "reply", "resync", "socket",
                  "wake")
 
-    def __init__(self, transport: asyncio.Transport, reply: tuple[int, int, int], last: int) -> None:
-        self.transport = transport
+    def __init__(self, socket: ChunkedSocket, reply: tuple[int, int, int], last: int) -> None:
+        self.socket = socket
         self.reply = reply  # (user, chat, generation)
         self.last = last  # seq of the last frame written to the client
-        self.direct = False  # live frames may be written from the hub's callback
+        self.direct = False  # live frames may be written from the hub's callback (socket.direct allows it)
         self.queued: list[bytes] = []
         self.wake = asyncio.Event()
         self.resync = True  # read the log after `last`
@@ -60,8 +60,8 @@ class StreamListener:
             if seq <= self.last:
                 return
             if seq == self.last + 1 and not final:
-                if self.transport.get_write_buffer_size() < HIGH_WATER:
-                    self.write(frame)
+                if self.socket.buffered() < HIGH_WATER:
+                    self.socket.write(frame)
                     self.last = seq
                 else:
                     self.refill()  # a slow client: its task serves it from the log once it drains
@@ -72,11 +72,6 @@ class StreamListener:
     def refill(self) -> None:
         self.resync = True
         self.wake.set()
-
-    def write(self, data: bytes) -> None:
-        """One HTTP/1.1 chunk of the response, exactly as Sanic frames it."""
-        if not self.transport.is_closing():
-            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
 
     def accept(self, frames: list[bytes]) -> tuple[list[bytes], bool]:
         """The frames that continue the sequence, in order, and whether the reply ended."""
@@ -95,11 +90,46 @@ class StreamListener:
         return out, False
 
 
+class ChunkedSocket:
+    """The one place that writes a response body to the client's socket directly, bypassing
+    Sanic's `response.send` (which costs a task switch and several awaits per frame). It does so
+    only on an HTTP/1.1 response that Sanic sends chunked; anything else goes through Sanic."""
+
+    __slots__ = ("direct", "response", "transport")
+
+    def __init__(self, response: HTTPResponse | ResponseStream, transport: asyncio.Transport) -> None:
+        self.response = response
+        self.transport = transport
+        self.direct = False
+
+    async def send_head(self, data: bytes) -> None:
+        """The first write goes through Sanic: it sends the response head and picks the framing."""
+        await self.response.send(data)
+        http = getattr(self.response, "stream", None)
+        self.direct = (
+            http is not None
+            and getattr(http, "response_func", None) == getattr(http, "http1_response_chunked", None)
+            and self.response.headers.get("transfer-encoding") == "chunked"
+        )
+
+    def write(self, data: bytes) -> None:
+        """One HTTP/1.1 chunk, exactly as Sanic frames it. Only where `direct` holds."""
+        if not self.transport.is_closing():
+            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+
+    async def send(self, data: bytes) -> None:
+        if self.direct:
+            self.write(data)
+        else:
+            await self.response.send(data)
+
+    def buffered(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+
 class ReplyRelay:
-    def __init__(self, hub: Hub | ClusterHub, log_reader: AnyRedis, replies: Replies, *, ping_seconds: float,
-                 check_seconds: float) -> None:
+    def __init__(self, hub: Hub | ClusterHub, replies: Replies, *, ping_seconds: float, check_seconds: float) -> None:
         self.hub = hub
-        self.log_reader = log_reader
         self.replies = replies
         self.ping_seconds = ping_seconds
         self.check_seconds = check_seconds  # how often an idle stream checks that its writer is alive
@@ -137,7 +167,7 @@ class ReplyRelay:
             replies = list({listener.reply for listener in idle})
             try:
                 over = dict(zip(replies, await self.replies.ended(replies), strict=True))
-            except Exception:  # Redis unreachable: check again next round
+            except StoreUnavailable:  # check again next round
                 continue
             for listener in idle:
                 if over[listener.reply]:
@@ -147,7 +177,7 @@ class ReplyRelay:
     async def stream(self, response: HTTPResponse | ResponseStream, transport: asyncio.Transport, user_id: int,
                      chat_id: int, gen: int, after_seq: int) -> None:
         channel = self.replies.channel(user_id, chat_id, gen).encode()
-        listener = StreamListener(transport, (user_id, chat_id, gen), after_seq)
+        listener = StreamListener(ChunkedSocket(response, transport), (user_id, chat_id, gen), after_seq)
         await self.hub.subscribe(channel, listener)
         self.listeners.add(listener)
         OPEN_STREAMS.inc()
@@ -158,34 +188,41 @@ class ReplyRelay:
             self.listeners.discard(listener)
             self.hub.unsubscribe(channel, listener)
 
-    async def _read_log(self, user_id: int, chat_id: int, gen: int, after: int) -> list[bytes]:
-        entries = await self.log_reader.xrange(keys.reply_log(user_id, chat_id, gen), min=f"0-{after + 1}")
-        return [fields[b"f"] for _, fields in entries]
+    async def _read_log(self, listener: StreamListener) -> list[bytes]:
+        """The next page of the log after the last frame written; a full page means more to read."""
+        try:
+            frames = await self.replies.read_log(*listener.reply, listener.last)
+        except StoreUnavailable:
+            await asyncio.sleep(0.5)  # Redis is back soon or the stream ends with the pod; try again
+            frames = []
+            listener.resync = True
+        if len(frames) >= LOG_PAGE:
+            listener.resync = True
+        return frames
 
     async def _follow(self, response: HTTPResponse | ResponseStream, listener: StreamListener) -> None:
-        user_id, chat_id, gen = listener.reply
-        # The first write goes through Sanic: it sends the response head.
+        socket = listener.socket
         listener.resync = False
-        out, ended = listener.accept(await self._read_log(user_id, chat_id, gen, listener.last))
-        await response.send(b"".join(out) or PING)
-        listener.direct = True
+        out, ended = listener.accept(await self._read_log(listener))
+        await socket.send_head(b"".join(out) or PING)
+        listener.direct = socket.direct
         while not ended and not listener.closing:
             if not listener.resync:
                 frames, listener.queued = listener.queued, []
-            elif listener.transport.get_write_buffer_size() < HIGH_WATER:
+            elif socket.buffered() < HIGH_WATER:
                 listener.resync = False
                 # Frames that arrive while the log is read stay queued for the next round.
                 queued, listener.queued = listener.queued, []
-                frames = queued + await self._read_log(user_id, chat_id, gen, listener.last)
+                frames = await self._read_log(listener) + queued
             else:  # a slow client: nothing more in memory for it; the log has it all once it drains
                 listener.queued.clear()
                 frames = []
             out, ended = listener.accept(frames)
             if out:
-                listener.write(b"".join(out))
+                await socket.send(b"".join(out))
             if ended or (listener.over and not listener.resync):
                 break
-            if listener.queued or (listener.resync and listener.transport.get_write_buffer_size() < HIGH_WATER):
+            if listener.queued or (listener.resync and socket.buffered() < HIGH_WATER):
                 continue
             listener.wake.clear()
             await listener.wake.wait()

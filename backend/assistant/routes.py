@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from pydantic import BaseModel, StringConstraints
@@ -11,14 +12,14 @@ from sanic.response import HTTPResponse, json
 from backend.assistant.relay import SSE_HEADERS
 from backend.auth.guard import authenticated
 from backend.errors import BadRequest, Conflict, NotFound, TooManyRequests
-from backend.http import parse_body
-from backend.store import keys
+from backend.parsing import parse_body
 from backend.store.chats import ReplyInFlight
-from backend.store.jobs import enqueue
+from backend.store.errors import StoreUnavailable
 
 bp = Blueprint("assistant", url_prefix="/assistant")
 
 NO_CHAT = "No such chat."
+QUEUE_FAILED = "The assistant could not take this message. Please send it again."
 
 
 class SendMessageRequest(BaseModel):
@@ -70,7 +71,13 @@ async def send_message(request: Request, chat_id: int) -> HTTPResponse | None:
         raise Conflict("A reply is still being written in this chat. Wait for it or stop it first.") from None
     if gen is None:
         raise NotFound(NO_CHAT)
-    await enqueue(ctx.redis, "chat", request.ctx.request_id, userId=user_id, chatId=chat_id, gen=gen)
+    try:
+        await ctx.store.queue.enqueue("chat", request.ctx.request_id, userId=user_id, chatId=chat_id, gen=gen)
+    except StoreUnavailable:
+        # The prompt is stored but no worker will see it: end the reply so the chat takes prompts.
+        with contextlib.suppress(StoreUnavailable):
+            await ctx.store.replies.finish(user_id, chat_id, gen, "fail", message=QUEUE_FAILED)
+        raise
     response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
     await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, 0)
     return None
@@ -113,6 +120,5 @@ async def stop(request: Request, chat_id: int) -> HTTPResponse:
         raise NotFound(NO_CHAT)
     if status == "idle" or not await ctx.store.replies.finish(user_id, chat_id, gen, "stopped"):
         raise Conflict("No reply is being written in this chat.")
-    # Wherever the writer runs, it hears this and cancels its LLM call at once.
-    await ctx.redis.publish(keys.control_channel(ctx.settings.redis_db), f"stop {user_id} {chat_id} {gen}")
+    await ctx.store.control.stop_reply(user_id, chat_id, gen)
     return json({"message": "Reply stopped."})

@@ -13,7 +13,6 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import httpx2
-import orjson
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from joserfc import jwt
@@ -21,8 +20,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from backend.errors import BadGateway, BadRequest, ServiceUnavailable
-from backend.store import keys
-from backend.store.redis import AnyRedis
+from backend.store.logins import Logins
 from config.settings import Settings
 
 
@@ -176,9 +174,9 @@ class DevProvider:
 
     name = "dev"
 
-    def __init__(self, settings: Settings, redis: AnyRedis) -> None:
+    def __init__(self, settings: Settings, logins: Logins) -> None:
         self.settings = settings
-        self.redis = redis
+        self.logins = logins
 
     async def authorize_url(self, state: str, code_verifier: str, nonce: str) -> str:
         query = urlencode({
@@ -190,22 +188,22 @@ class DevProvider:
 
     async def issue_code(self, username: str, challenge: str) -> str:
         code = secrets.token_urlsafe(24)
-        await self.redis.set(keys.dev_code(code), orjson.dumps({"u": username, "c": challenge}), ex=120)
+        await self.logins.save_dev_code(code, username, challenge)
         return code
 
     async def identify(self, code: str, code_verifier: str, nonce: str) -> Identity:
-        raw = await self.redis.getdel(keys.dev_code(code))
-        if raw is None:
+        grant = await self.logins.take_dev_code(code)
+        if grant is None:
             raise BadRequest("Login failed: the provider rejected the code (invalid_grant).")
-        grant = orjson.loads(raw)
-        if grant["c"] != code_challenge(code_verifier):
+        username, challenge = grant
+        if challenge != code_challenge(code_verifier):
             raise BadRequest("Login failed: the PKCE verifier does not match.")
-        return Identity(subject=grant["u"].lower(), username=grant["u"])
+        return Identity(subject=username.lower(), username=username)
 
 
-def make_provider(settings: Settings, redis: AnyRedis) -> Provider:
+def make_provider(settings: Settings, logins: Logins) -> Provider:
     if settings.AUTH_PROVIDER == "oidc":
         return OidcProvider(settings)
     if settings.AUTH_PROVIDER == "github":
         return GithubProvider(settings)
-    return DevProvider(settings, redis)
+    return DevProvider(settings, logins)

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import secrets
 
-import orjson
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from backend.auth.guard import authenticated
 from backend.errors import BadRequest, TooManyRequests
-from backend.http import client_address
-from backend.store import keys
+from backend.parsing import client_address
 from backend.store.interview import SUCCESS
 
 bp = Blueprint("auth", url_prefix="/user")
-
-STATE_TTL_SECONDS = 600
 
 
 @bp.get("/auth-code")
@@ -30,7 +26,7 @@ async def auth_code(request: Request) -> HTTPResponse:
     verifier = secrets.token_urlsafe(48)
     nonce = secrets.token_urlsafe(24)
     login_url = await ctx.provider.authorize_url(state, verifier, nonce)
-    await ctx.redis.set(keys.oauth_state(state), orjson.dumps({"v": verifier, "n": nonce}), ex=STATE_TTL_SECONDS)
+    await ctx.store.logins.save_state(state, verifier, nonce)
     return json({"loginUrl": login_url, "state": state})
 
 
@@ -43,11 +39,11 @@ async def auth_callback(request: Request) -> HTTPResponse:
     if len(state) > 256 or len(code) > 2048:
         raise BadRequest("Unknown or expired login state. Please start the login again.")
     ctx = request.app.ctx
-    stored = await ctx.redis.getdel(keys.oauth_state(state))  # consumed exactly once
-    if stored is None:
+    grant = await ctx.store.logins.take_state(state)  # consumed exactly once
+    if grant is None:
         raise BadRequest("Unknown or expired login state. Please start the login again.")
-    grant = orjson.loads(stored)
-    identity = await ctx.provider.identify(code, grant["v"], grant["n"])
+    verifier, nonce = grant
+    identity = await ctx.provider.identify(code, verifier, nonce)
     _, token = await ctx.store.users.login(ctx.provider.name, identity.subject, identity.username)
     return json({"token": token})
 

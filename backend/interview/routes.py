@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from pydantic import BaseModel, StrictInt, StringConstraints
@@ -10,9 +11,9 @@ from sanic.response import HTTPResponse, json
 
 from backend.auth.guard import authenticated
 from backend.errors import BadRequest, Conflict, NotFound, TooManyRequests
-from backend.http import parse_body
+from backend.parsing import parse_body
+from backend.store.errors import StoreUnavailable
 from backend.store.interview import NOT_STARTED, QUESTION_NOT_READY, question_views
-from backend.store.jobs import enqueue
 
 bp = Blueprint("interview", url_prefix="/user")
 
@@ -35,7 +36,13 @@ async def skill_description(request: Request) -> HTTPResponse:
     if wait:
         raise TooManyRequests(wait)
     interview_id = await ctx.store.interview.start(user_id, body.description)
-    await enqueue(ctx.redis, "questions", request.ctx.request_id, userId=user_id, interviewId=interview_id)
+    try:
+        await ctx.store.queue.enqueue("questions", request.ctx.request_id, userId=user_id, interviewId=interview_id)
+    except StoreUnavailable:
+        # No worker will see it: undo the state change rather than leave "not ready" forever.
+        with contextlib.suppress(StoreUnavailable):
+            await ctx.store.interview.fail(user_id, interview_id)
+        raise
     return json({"message": "Skill description saved. Your interview questions are being prepared."})
 
 

@@ -24,9 +24,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, raw
 
-from backend.store import keys
-from backend.store.jobs import queue_depth
-
 REQUESTS = Counter("ai_http_requests_total", "HTTP requests by route, method and status",
                    ["route", "method", "status"])
 LATENCY = Histogram("ai_http_request_seconds", "Time to the response head by route",
@@ -45,9 +42,9 @@ def registry() -> CollectorRegistry:
 
 
 async def cluster_lines(request: Request) -> list[str]:
-    redis = request.app.ctx.redis
-    lag, pending = await queue_depth(redis)
-    outcomes = await redis.hgetall(keys.JOB_STATS)
+    queue = request.app.ctx.store.queue
+    lag, pending = await queue.depth()
+    outcomes = await queue.outcomes()
     lines = [
         "# HELP ai_jobs_queue_depth Jobs waiting in the stream, not yet taken by a worker",
         "# TYPE ai_jobs_queue_depth gauge", f"ai_jobs_queue_depth {lag}",

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
-
-from backend.store.redis import UNAVAILABLE
 
 bp = Blueprint("ops")
 
@@ -20,9 +16,6 @@ async def health(request: Request) -> HTTPResponse:
 
 @bp.get("/ready")
 async def ready(request: Request) -> HTTPResponse:
-    try:
-        async with asyncio.timeout(2):
-            await request.app.ctx.redis.ping()
-    except (*UNAVAILABLE, TimeoutError):
+    if not await request.app.ctx.store.ping():
         return json({"message": "Redis is not reachable."}, status=503)
     return json({"status": "ready"})

@@ -3,12 +3,14 @@ user's chat id simply does not exist for the caller."""
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any
 
 import orjson
 
 from backend.store import keys
-from backend.store.redis import AnyRedis
+from backend.store.clients import AnyRedis
+from backend.store.errors import StoreError, translate_errors
 from backend.store.replies import Replies
 from backend.store.scripts import Scripts
 from backend.store.users import now_ms
@@ -16,10 +18,26 @@ from backend.store.users import now_ms
 TITLE_CHARS = 60
 
 
-class ReplyInFlight(Exception):
+class ReplyInFlight(StoreError):
     """The chat already has a reply being written."""
 
 
+class StartReply(IntEnum):
+    """lua/start_reply.lua's answers other than a new generation."""
+
+    NO_CHAT = -1
+    IN_FLIGHT = -2
+
+
+class DeleteChat(IntEnum):
+    """lua/delete_chat.lua's answer."""
+
+    DELETED = 1
+    NO_CHAT = 0
+    MOVED_ON = -1  # a new generation started meanwhile: call again
+
+
+@translate_errors
 class Chats:
     def __init__(self, redis: AnyRedis, scripts: Scripts, replies: Replies) -> None:
         self.redis = redis
@@ -72,8 +90,8 @@ class Chats:
                       self.replies.channel(user_id, chat_id, gen), self.replies.publish_command,
                       self.replies.log_ttl],
             )
-            if outcome != -1:
-                return outcome == 1
+            if outcome != DeleteChat.MOVED_ON:
+                return outcome == DeleteChat.DELETED
 
     async def start_reply(self, user_id: int, chat_id: int, prompt: str, *, reap: bool = True) -> int | None:
         """Store the prompt and open a reply: its generation, None when the chat does not exist."""
@@ -86,15 +104,12 @@ class Chats:
                 args=[chat_id, message, title, now],
             )
         )
-        if gen == -1:
+        if gen == StartReply.NO_CHAT:
             return None
-        if gen == -2:
-            # A reply whose writer died and that nobody is watching would block the chat.
-            if reap and await self._reap_newest(user_id, chat_id):
+        if gen == StartReply.IN_FLIGHT:
+            # A reply whose writer died, or whose job was lost, and that nobody is watching would
+            # block the chat.
+            if reap and await self.replies.reap(user_id, chat_id):
                 return await self.start_reply(user_id, chat_id, prompt, reap=False)
             raise ReplyInFlight
         return gen
-
-    async def _reap_newest(self, user_id: int, chat_id: int) -> bool:
-        gen, _, _ = await self.replies.state(user_id, chat_id)
-        return gen is not None and bool(await self.replies.finish(user_id, chat_id, gen, "reap"))

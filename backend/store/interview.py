@@ -7,7 +7,8 @@ from typing import Any
 import orjson
 
 from backend.store import keys
-from backend.store.redis import AnyRedis
+from backend.store.clients import AnyRedis
+from backend.store.errors import translate_errors
 from backend.store.scripts import Scripts
 
 NOT_STARTED = "NOT_STARTED"
@@ -16,6 +17,7 @@ IN_PROGRESS = "IN_PROGRESS"
 SUCCESS = "SUCCESS"
 
 
+@translate_errors
 class Interview:
     def __init__(self, redis: AnyRedis, scripts: Scripts) -> None:
         self.redis = redis
@@ -43,6 +45,13 @@ class Interview:
             args=args,
         )
         return bool(stored)
+
+    async def pending_description(self, user_id: int, interview_id: int) -> str | None:
+        """The skill description to generate questions for; None when a newer interview superseded it."""
+        current, description = await self.redis.hmget(keys.user(user_id), "interviewId", "skillDescription")
+        if current is None or int(current) != interview_id:
+            return None
+        return description
 
     async def fail(self, user_id: int, interview_id: int) -> bool:
         return bool(await self.scripts.fail_interview(keys=[keys.user(user_id)], args=[interview_id]))

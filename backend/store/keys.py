@@ -12,9 +12,10 @@ PREFIX = "ai:"
 USER_SEQ = PREFIX + "seq:user"
 CHAT_SEQ = PREFIX + "seq:chat"
 QUESTION_SEQ = PREFIX + "seq:question"
-JOBS = PREFIX + "jobs"
+# The job stream and its attempt counts share a hash tag: requeue_job.lua touches both.
+JOBS = PREFIX + "{jobs}"
 JOB_GROUP = "workers"
-JOB_ATTEMPTS = PREFIX + "jobs:attempts"
+JOB_ATTEMPTS = PREFIX + "{jobs}:attempts"
 JOB_STATS = PREFIX + "stats:jobs"  # "<type>:<outcome>" -> count, for /metrics
 
 

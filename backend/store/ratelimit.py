@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 
 from backend.store import keys
+from backend.store.errors import translate_errors
 from backend.store.scripts import Scripts
 
 
+@translate_errors
 class RateLimiter:
     def __init__(self, scripts: Scripts) -> None:
         self.scripts = scripts

@@ -7,38 +7,57 @@ Each reply (one generation of a chat) has an ordered log (a Redis Stream whose e
 from __future__ import annotations
 
 import asyncio
+from enum import IntEnum, StrEnum
 from typing import Literal
 
 import orjson
 from redis.asyncio import RedisCluster
 
 from backend.store import keys
-from backend.store.redis import AnyRedis
+from backend.store.clients import AnyRedis
+from backend.store.errors import REDIS_FAILURES, translate_errors, unavailable
 from backend.store.scripts import Scripts
 from backend.store.users import now_ms
-from config.settings import Settings
+from backend.store.wire import CommandTemplate, MultiplexedConnection, Slot
 
 FinishMode = Literal["done", "error", "stopped", "fail", "reap"]
 
 DEAD_WORKER_MESSAGE = "The assistant stopped responding. Please send your message again."
+LOG_PAGE = 500  # log entries read per call: a long replay is read and written in pages
 
 
+class ReplyStatus(StrEnum):
+    """`replyStatus` of a chat hash (see lua/start_reply.lua, claim_reply.lua, finish_reply.lua)."""
+
+    IDLE = "idle"  # nothing in flight
+    QUEUED = "queued"  # a prompt is stored, its job waits for a worker
+    STREAMING = "streaming"  # a worker claimed it (replySeq chunks out so far)
+
+
+class Claim(IntEnum):
+    """lua/claim_reply.lua's answer."""
+
+    NOTHING_TO_DO = 0  # superseded, stopped or deleted
+    CLAIMED = 1
+    WRITER_DIED = 2  # an earlier writer sent chunks and died: the reply cannot be resumed mid-way
+
+
+@translate_errors
 class Replies:
-    def __init__(self, redis: AnyRedis, scripts: Scripts, settings: Settings) -> None:
+    def __init__(self, redis: AnyRedis, log_reader: AnyRedis, scripts: Scripts, *, db: int, sharded: bool,
+                 log_ttl: int, lease_seconds: float, fast: MultiplexedConnection | None = None) -> None:
         self.redis = redis
+        self.log_reader = log_reader  # returns frames as bytes, written to clients as they are
         self.scripts = scripts
-        self.log_ttl = settings.REPLY_LOG_TTL_SECONDS
-        self.lease_ms = int(settings.JOB_LEASE_SECONDS * 700)  # renewed every lease/5: see README
-        self.publish_command = "SPUBLISH" if settings.REDIS_CLUSTER else "PUBLISH"
-        self.db = settings.redis_db
+        self.fast = fast  # chunk appends on the multiplexed connection (single Redis)
+        self.db = db
+        self.log_ttl = log_ttl
+        self.queued_ms = int(lease_seconds * 1000)  # a reply queued longer than this is ended
+        self.lease_ms = int(lease_seconds * 700)  # renewed every lease/5: see README
+        self.publish_command = "SPUBLISH" if sharded else "PUBLISH"
 
     def channel(self, user_id: int, chat_id: int, gen: int) -> str:
         return keys.reply_channel(user_id, chat_id, gen, self.db)
-
-    @staticmethod
-    def chunk_data(content: str, **extra: object) -> bytes:
-        """The event's data; `extra` fields are for benchmarks (a publish time), never for clients."""
-        return orjson.dumps({"content": content, **extra} if extra else {"content": content})
 
     @staticmethod
     def error_data(message: str) -> bytes:
@@ -51,30 +70,45 @@ class Replies:
             return None, "", 0
         return int(gen), status, int(seq)
 
+    async def read_log(self, user_id: int, chat_id: int, gen: int, after: int, count: int = LOG_PAGE) -> list[bytes]:
+        """Frames of the reply's log after seq `after`, at most `count` of them."""
+        entries = await self.log_reader.xrange(keys.reply_log(user_id, chat_id, gen), min=f"0-{after + 1}",
+                                               count=count)
+        return [fields[b"f"] for _, fields in entries]
+
     async def ended(self, replies: list[tuple[int, int, int]]) -> list[bool]:
         """For each (user, chat, generation): is that reply over? One pipeline for all of them; a
-        reply whose writer sent chunks and whose lease expired is ended here (event: error)."""
+        reply whose writer died (or that no worker took in time) is ended here (event: error)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id, chat_id, _ in replies:
-                pipe.hmget(keys.chat(user_id, chat_id), "replyGen", "replyStatus", "replySeq")
+                pipe.hmget(keys.chat(user_id, chat_id), "replyGen", "replyStatus", "replySeq", "updatedAt")
                 pipe.exists(keys.reply_lease(user_id, chat_id))
             states = await pipe.execute()
         over = []
         for index, (user_id, chat_id, gen) in enumerate(replies):
-            (current, status, seq), lease = states[2 * index], states[2 * index + 1]
-            if current is None or int(current) != gen or status == "idle":
+            (current, status, seq, updated), lease = states[2 * index], states[2 * index + 1]
+            if current is None or int(current) != gen or status == ReplyStatus.IDLE:
                 over.append(True)
-            elif status == "streaming" and seq != "0" and not lease:
-                await self.finish(user_id, chat_id, gen, "reap")  # its writer died
-                over.append(True)
+            elif self._abandoned(status, seq, lease, updated):
+                over.append(bool(await self.finish(user_id, chat_id, gen, "reap")))
             else:
                 over.append(False)
         return over
 
-    async def claim(self, user_id: int, chat_id: int, gen: int, token: str) -> int:
-        return int(await self.scripts.claim_reply(
+    def _abandoned(self, status: str, seq: str, lease: int, updated: str | None) -> bool:
+        if status == ReplyStatus.STREAMING:
+            return seq != "0" and not lease
+        return status == ReplyStatus.QUEUED and updated is not None and now_ms() - int(updated) > self.queued_ms
+
+    async def reap(self, user_id: int, chat_id: int) -> bool:
+        """End the chat's newest reply if its writer died or no worker took it in time."""
+        gen, _, _ = await self.state(user_id, chat_id)
+        return gen is not None and bool(await self.finish(user_id, chat_id, gen, "reap"))
+
+    async def claim(self, user_id: int, chat_id: int, gen: int, token: str) -> Claim:
+        return Claim(int(await self.scripts.claim_reply(
             keys=[keys.chat(user_id, chat_id), keys.reply_lease(user_id, chat_id)], args=[gen, token, self.lease_ms]
-        ))
+        )))
 
     async def renew_many(self, leases: list[tuple[int, int, int, str]]) -> None:
         """Renew the writer leases of many replies (user, chat, generation, token) at once."""
@@ -88,14 +122,8 @@ class Replies:
                     await self.scripts.renew_reply(keys=call_keys, args=call_args, client=pipe)
                 await pipe.execute()
 
-    def append_call(self, user_id: int, chat_id: int, gen: int, token: str, content: str,
-                    **extra: object) -> tuple[list, list]:
-        """(keys, args) of one append_chunk call, for callers that batch them in a pipeline."""
-        return (
-            [keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id)],
-            [gen, token, self.chunk_data(content, **extra), content, self.log_ttl,
-             self.channel(user_id, chat_id, gen), self.publish_command],
-        )
+    def writer(self, user_id: int, chat_id: int, gen: int, token: str) -> ReplyWriter:
+        return ReplyWriter(self, user_id, chat_id, gen, token)
 
     async def finish(self, user_id: int, chat_id: int, gen: int, mode: FinishMode, *, token: str = "",
                      message: str = "") -> int:
@@ -110,5 +138,42 @@ class Replies:
             keys=[keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id),
                   keys.reply_lease(user_id, chat_id), keys.messages(user_id, chat_id), keys.chats(user_id)],
             args=[gen, token, mode, data, now_ms(), self.log_ttl, self.channel(user_id, chat_id, gen),
-                  self.publish_command, chat_id],
+                  self.publish_command, chat_id, self.queued_ms],
         ))
+
+
+DATA = Slot("data")
+CONTENT = Slot("content")
+
+
+class ReplyWriter:
+    """The chunks of one reply, appended by lua/append_chunk.lua fenced by (generation, token).
+
+    On a single Redis the EVALSHA is packed once around the chunk's data and content and sent
+    on the multiplexed connection; on a Cluster the call goes through redis-py, which routes it.
+    """
+
+    __slots__ = ("args", "keys", "replies", "template")
+
+    def __init__(self, replies: Replies, user_id: int, chat_id: int, gen: int, token: str) -> None:
+        self.replies = replies
+        self.keys = [keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id)]
+        # lua/append_chunk.lua's ARGV, in its order; DATA and CONTENT are filled per chunk.
+        self.args = [gen, token, DATA, CONTENT, replies.log_ttl, replies.channel(user_id, chat_id, gen),
+                     replies.publish_command]
+        self.template = CommandTemplate("EVALSHA", replies.scripts.sha("append_chunk"), len(self.keys), *self.keys,
+                                        *self.args)
+
+    async def append(self, content: str, **extra: object) -> int:
+        """Seq of the appended chunk, 0 when this writer has been fenced out. `extra` data fields
+        are for benchmarks (a publish time), never for clients."""
+        data = orjson.dumps({"content": content, **extra} if extra else {"content": content})
+        fast = self.replies.fast
+        try:
+            if fast is not None:
+                command = self.template.fill(data, content.encode())
+                return int(await fast.evalsha(self.replies.scripts.source("append_chunk"), command))
+            filled = [data if arg is DATA else content if arg is CONTENT else arg for arg in self.args]
+            return int(await self.replies.scripts.append_chunk(keys=self.keys, args=filled))
+        except REDIS_FAILURES as error:
+            raise unavailable(error) from error

@@ -8,6 +8,7 @@ call on one Cluster slot. It reveals nothing the token's owner cannot already se
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 from backend.store import keys
@@ -17,10 +18,14 @@ def new_token(user_id: int) -> str:
     return f"{user_id}.{secrets.token_urlsafe(32)}"
 
 
+# ASCII only, bounded, no leading zero (one user id, one spelling, one hash slot).
+TOKEN = re.compile(r"([1-9][0-9]{0,17})\.[A-Za-z0-9_-]{43}", re.ASCII)
+
+
 def parse_token(token: str) -> tuple[int, str] | None:
     """(user id, session key) of a well-formed token, else None."""
-    user_part, dot, secret = token.partition(".")
-    if not dot or not user_part.isdigit() or len(secret) < 43 or len(user_part) > 18:
+    match = TOKEN.fullmatch(token)
+    if match is None:
         return None
     digest = hashlib.sha256(token.encode()).hexdigest()
-    return int(user_part), keys.session(user_part, digest)
+    return int(match[1]), keys.session(match[1], digest)

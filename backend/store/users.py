@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import time
 
-from backend.assistant.resp import pack
 from backend.store import keys
-from backend.store.fast import Multiplexed
-from backend.store.redis import AnyRedis
+from backend.store.clients import AnyRedis
+from backend.store.errors import translate_errors
 from backend.store.scripts import Scripts
 from backend.store.sessions import new_token, parse_token
+from backend.store.wire import MultiplexedConnection, pack_command
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@translate_errors
 class Users:
-    def __init__(self, redis: AnyRedis, scripts: Scripts, session_ttl: int, fast: Multiplexed | None = None) -> None:
+    def __init__(self, redis: AnyRedis, scripts: Scripts, session_ttl: int,
+                 fast: MultiplexedConnection | None = None) -> None:
         self.redis = redis
         self.scripts = scripts
         self.session_ttl = session_ttl
@@ -59,10 +61,12 @@ class Users:
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def _authenticate_fast(self, session_key: str, user_key: str) -> list[str] | None:
-        script = self.scripts.authenticate
-        command = pack(b"EVALSHA", script.sha.encode(), b"2", session_key.encode(), user_key.encode())
-        flat = await self.fast.evalsha(script, command)  # type: ignore[union-attr]
+        command = pack_command("EVALSHA", self.scripts.sha("authenticate"), 2, session_key, user_key)
+        flat = await self.fast.evalsha(self.scripts.source("authenticate"), command)  # type: ignore[union-attr]
         return [item.decode() for item in flat] if flat else None
+
+    async def profile(self, user_id: int) -> dict[str, str]:
+        return await self.redis.hgetall(keys.user(user_id))
 
     async def logout(self, token: str) -> None:
         parsed = parse_token(token)

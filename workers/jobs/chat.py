@@ -14,14 +14,14 @@ import logging
 import time
 import uuid
 
-from backend.store import keys
+from backend.store.datastore import Store
+from backend.store.errors import StoreUnavailable
 from backend.store.interview import IN_PROGRESS, QUESTION_NOT_READY, SUCCESS
-from backend.store.store import Store
+from backend.store.queue import Job
+from backend.store.replies import Claim
 from workers import metrics
 from workers.llm import LLM, LLMError
 from workers.llm.base import load_prompt
-from workers.publish import ChunkPublisher
-from workers.runner import Job
 
 log = logging.getLogger("workers.chat")
 
@@ -56,7 +56,6 @@ class ChatJob:
     def __init__(self, store: Store, llm: LLM, context_chars: int, lease_seconds: float) -> None:
         self.store = store
         self.replies = store.replies
-        self.publisher = ChunkPublisher(store.scripts, store.replies, store.fast)
         self.llm = llm
         self.context_chars = context_chars
         self.renew_every = lease_seconds * 0.2
@@ -77,10 +76,9 @@ class ChatJob:
         user_id, chat_id, gen = int(job.fields["userId"]), int(job.fields["chatId"]), int(job.fields["gen"])
         token = uuid.uuid4().hex  # unique per attempt: a stale attempt can never write again
         claimed = await self.replies.claim(user_id, chat_id, gen, token)
-        if claimed == 0:
+        if claimed == Claim.NOTHING_TO_DO:
             return  # stopped, deleted or superseded before we got to it
-        if claimed == 2:
-            # An earlier writer sent chunks and died: the reply cannot be resumed mid-way.
+        if claimed == Claim.WRITER_DIED:  # the reply cannot be resumed mid-way
             await self.replies.finish(user_id, chat_id, gen, "reap")
             return
         writer = asyncio.create_task(self._write(job, user_id, chat_id, gen, token))
@@ -105,21 +103,23 @@ class ChatJob:
         writer.cancel()
         with contextlib.suppress(BaseException):
             await writer
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(StoreUnavailable):
             await self.replies.finish(user_id, chat_id, gen, "error", token=token,
                                       message="The assistant was restarted. Please send your message again.")
 
     async def _write(self, job: Job, user_id: int, chat_id: int, gen: int, token: str) -> None:
         messages = await self._context(user_id, chat_id)
-        chunks = self.publisher.reply(user_id, chat_id, gen, token)
+        chunks = self.replies.writer(user_id, chat_id, gen, token)
         started = time.perf_counter()
         sent = 0
         try:
             async for piece in self.llm.stream_reply(messages):
                 if sent == 0:
                     metrics.LLM_LATENCY.labels("chat_first_token").observe(time.perf_counter() - started)
+                published = time.perf_counter()
                 if not await chunks.append(piece):
                     return  # fenced out: stopped, deleted or taken over
+                metrics.PUBLISH_LATENCY.observe(time.perf_counter() - published)
                 sent += 1
                 metrics.LLM_TOKENS.inc()
         except LLMError as error:
@@ -134,11 +134,11 @@ class ChatJob:
 
     async def _count_chunks(self, sent: int) -> None:
         if sent:
-            with contextlib.suppress(Exception):
-                await self.store.redis.hincrby(keys.JOB_STATS, "llm:chunks", sent)
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.queue.count("llm:chunks", sent)
 
     async def _context(self, user_id: int, chat_id: int) -> list[dict[str, str]]:
-        user = await self.store.redis.hgetall(keys.user(user_id))
+        user = await self.store.users.profile(user_id)
         history = await self.store.chats.history(user_id, chat_id)
         system = self.system_template.format(
             skill_description=user.get("skillDescription") or "(not given)",
@@ -151,7 +151,7 @@ class ChatJob:
         while self.writing:
             await asyncio.sleep(self.renew_every)
             leases = [(*ids, self.tokens[task]) for ids, task in list(self.writing.items()) if task in self.tokens]
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(StoreUnavailable):
                 await self.replies.renew_many(leases)
 
     async def give_up(self, job: Job, error: BaseException | None) -> None:

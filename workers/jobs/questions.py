@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-from backend.store import keys
-from backend.store.store import Store
+from backend.store.datastore import Store
+from backend.store.queue import Job
 from workers import metrics
 from workers.llm import LLM
 from workers.llm.base import check_questions
-from workers.runner import Job
 
 log = logging.getLogger("workers.questions")
 
@@ -23,8 +22,8 @@ class QuestionsJob:
 
     async def run(self, job: Job) -> None:
         user_id, interview_id = int(job.fields["userId"]), int(job.fields["interviewId"])
-        current, description = await self.store.redis.hmget(keys.user(user_id), "interviewId", "skillDescription")
-        if current is None or int(current) != interview_id:
+        description = await self.store.interview.pending_description(user_id, interview_id)
+        if description is None:
             log.info("questions job superseded", extra={"job": job.id, "request_id": job.request_id})
             return
         started = time.perf_counter()

@@ -1,0 +1,41 @@
+"""redis-py clients of a process (single node or cluster), every call bounded in time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from config.settings import Settings
+
+AnyRedis = Redis | RedisCluster
+
+
+def connect(settings: Settings, *, decode: bool = True, read_timeout: float | None = None, **extra: Any) -> AnyRedis:
+    """One pooled client; connections are made lazily and remade after Redis comes back.
+
+    Every call is bounded by REDIS_TIMEOUT_SECONDS (connect, each read, and the wait for a free
+    pooled connection); `read_timeout` widens the read bound for a client that blocks on purpose
+    (a worker's XREADGROUP ... BLOCK).
+    """
+    timeout = settings.REDIS_TIMEOUT_SECONDS
+    options: dict[str, Any] = {
+        "decode_responses": decode,
+        "socket_timeout": read_timeout or timeout,
+        "socket_connect_timeout": timeout,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        # A pooled connection that died with a Redis restart is remade once, at once; a stall
+        # (a timeout) is not retried, so the caller fails within the bound.
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+        "retry_on_error": [RedisConnectionError],
+    }
+    options.update(extra)
+    if settings.REDIS_CLUSTER:
+        return RedisCluster.from_url(settings.REDIS_URL, **options)
+    pool = BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=256, timeout=timeout, **options)
+    return Redis(connection_pool=pool)

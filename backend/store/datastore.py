@@ -1,0 +1,78 @@
+"""The data layer of one process: its Redis connections and the repositories over them.
+
+Everything above the store (routes, auth, the relay, ops, workers) reaches Redis only through
+the attributes of `Store`, whose names come from the domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from backend.store.chats import Chats
+from backend.store.clients import AnyRedis, connect
+from backend.store.control import Control
+from backend.store.errors import REDIS_FAILURES, translate_errors
+from backend.store.interview import Interview
+from backend.store.logins import Logins
+from backend.store.pubsub import ClusterHub, Hub
+from backend.store.queue import JobQueue
+from backend.store.ratelimit import RateLimiter
+from backend.store.replies import Replies
+from backend.store.scripts import Scripts
+from backend.store.users import Users
+from backend.store.wire import MultiplexedConnection, ServerAddress
+from config.settings import Settings
+
+# A worker's XREADGROUP waits this long for a job before asking again.
+JOB_READ_BLOCK_MS = 5000
+
+
+@translate_errors
+class Store:
+    def __init__(self, settings: Settings, *, worker: bool = False) -> None:
+        self.settings = settings
+        self.address = ServerAddress.from_url(settings.REDIS_URL)
+        self.timeout = settings.REDIS_TIMEOUT_SECONDS
+        self.cluster = settings.REDIS_CLUSTER
+        self._clients: list[AnyRedis] = []
+        self.redis = self._client()
+        self.scripts = Scripts(self.redis)
+        # The multiplexed connection carries the hottest calls (session checks, chunk appends) on
+        # a single Redis; a Cluster goes through redis-py, which routes by slot.
+        self.fast = None if self.cluster else MultiplexedConnection(self.address, self.timeout)
+        self.users = Users(self.redis, self.scripts, settings.SESSION_TTL_SECONDS, self.fast)
+        self.logins = Logins(self.redis)
+        self.interview = Interview(self.redis, self.scripts)
+        self.replies = Replies(self.redis, self._client(decode=False), self.scripts, db=self.address.db,
+                               sharded=self.cluster, log_ttl=settings.REPLY_LOG_TTL_SECONDS,
+                               lease_seconds=settings.JOB_LEASE_SECONDS, fast=self.fast)
+        self.chats = Chats(self.redis, self.scripts, self.replies)
+        self.limiter = RateLimiter(self.scripts)
+        self.control = Control(self._client() if worker else self.redis, self.address.db)
+        blocking = self._client(read_timeout=JOB_READ_BLOCK_MS / 1000 + self.timeout) if worker else None
+        self.queue = JobQueue(self.redis, self.scripts, blocking)
+
+    def _client(self, *, decode: bool = True, read_timeout: float | None = None) -> AnyRedis:
+        client = connect(self.settings, decode=decode, read_timeout=read_timeout)
+        self._clients.append(client)
+        return client
+
+    def hub(self) -> Hub | ClusterHub:
+        """The pub/sub hub of an API process (started by the caller)."""
+        if self.cluster:
+            return ClusterHub(self._client(decode=False), self.address, self.timeout)  # type: ignore[arg-type]
+        return Hub(self.address, self.timeout)
+
+    async def ping(self) -> bool:
+        """Does Redis answer within the timeout?"""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return bool(await self.redis.ping())
+        except (*REDIS_FAILURES, TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        if self.fast is not None:
+            await self.fast.close()
+        for client in self._clients:
+            await client.aclose()

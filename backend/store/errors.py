@@ -1,0 +1,56 @@
+"""The store's own errors: what callers above it (routes, relay, workers) may catch.
+
+Every way Redis can fail to serve a call (unreachable, stalled past REDIS_TIMEOUT_SECONDS, or
+answering LOADING, READONLY, NOAUTH, WRONGPASS, OOM, MASTERDOWN, CLUSTERDOWN, TRYAGAIN...) is
+raised as `StoreUnavailable`; backend/errors.py turns it into a 503.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from redis.exceptions import RedisClusterException, RedisError
+
+log = logging.getLogger("backend.store")
+
+# What redis-py, the wire connections and the socket layer raise when Redis cannot serve a call.
+REDIS_FAILURES = (RedisError, RedisClusterException, ConnectionError, OSError, TimeoutError)
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class StoreUnavailable(StoreError):
+    """Redis could not serve the call; retrying later may succeed."""
+
+
+Cls = TypeVar("Cls", bound=type)
+
+
+def unavailable(error: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"{type(error).__name__}: {error}")
+
+
+def _translate(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except REDIS_FAILURES as error:
+            raise unavailable(error) from error
+
+    return wrapper
+
+
+def translate_errors(cls: Cls) -> Cls:
+    """Class decorator: the public coroutine methods of a store class raise StoreUnavailable
+    instead of the Redis client's exceptions."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(member):
+            setattr(cls, name, _translate(member))
+    return cls

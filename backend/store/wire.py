@@ -1,0 +1,396 @@
+"""Hand-written Redis connections for the hot paths: the RESP encoding, one multiplexed command
+connection, and the pub/sub connection of the hub.
+
+redis-py takes a pooled connection, packs, sends, reads and releases per command, and its
+PubSub builds several dicts and awaits per message; at tens of thousands of calls a second that
+Python outweighs the Redis round trip. These connections are asyncio protocols over hiredis' C
+parser: the commands of one loop turn leave in one system call, replies resolve waiting futures
+first-in first-out, and pub/sub messages go straight to a callback.
+
+Everything about *how* to reach Redis comes from redis-py's own URL parsing (`ServerAddress`),
+so a URL means the same on these connections as on redis-py's pools: user, password, database
+from the path or `?db=`, unix sockets, and every TLS option (built by redis-py's SSL context).
+A connection is handed out only after TLS, AUTH and SELECT have succeeded; error replies become
+redis-py's own exception classes, so the store maps them in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import random
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import hiredis
+from redis._parsers.base import BaseParser
+from redis.asyncio.connection import SSLConnection, parse_url
+from redis.exceptions import (
+    AuthenticationError,
+    MasterDownError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Replies after which the connection itself is suspect (credentials changed, a replica after a
+# failover): it is closed, and the next call makes a new one.
+RECONNECT_ON = (AuthenticationError, ReadOnlyError, MasterDownError)
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where and how to connect, exactly as redis-py reads the URL."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str | None = None  # unix socket
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+    tls: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> ServerAddress:
+        options = parse_url(url)
+        connection_class = options.pop("connection_class", None)
+        tls = None
+        if connection_class is not None and issubclass(connection_class, SSLConnection):
+            tls = connection_class(**options).ssl_context.get()  # redis-py's own context, every ssl_* option
+        return cls(
+            host=options.get("host") or "127.0.0.1",
+            port=int(options.get("port") or 6379),
+            path=options.get("path"),
+            username=options.get("username"),
+            password=options.get("password"),
+            db=int(options.get("db") or 0),
+            tls=tls,
+            server_hostname=(options.get("host") or urlsplit(url).hostname) if tls else None,
+        )
+
+    def at(self, host: str, port: int) -> ServerAddress:
+        """The same credentials and TLS at another node of a Redis Cluster (which has database 0 only)."""
+        return replace(self, host=host, port=port, path=None, db=0, server_hostname=host if self.tls else None)
+
+
+def encode(part: bytes | str | int | float) -> bytes:
+    if isinstance(part, bytes):
+        return part
+    return str(part).encode()
+
+
+def bulk(part: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(part), part)
+
+
+def pack_command(*parts: bytes | str | int | float) -> bytes:
+    """One command in RESP, byte for byte as redis-py encodes it."""
+    return b"*%d\r\n" % len(parts) + b"".join(bulk(encode(part)) for part in parts)
+
+
+class Slot:
+    """A placeholder in a `CommandTemplate`: the argument filled in at each call."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class CommandTemplate:
+    """A command packed once around its variable arguments (`Slot`s), filled per call: a
+    chunk's EVALSHA costs a few byte joins. The slots are found by identity, not position."""
+
+    def __init__(self, *parts: bytes | str | int | float | Slot) -> None:
+        self.slots = [part for part in parts if isinstance(part, Slot)]
+        self.pieces: list[bytes] = []
+        fixed = [b"*%d\r\n" % len(parts)]
+        for part in parts:
+            if isinstance(part, Slot):
+                self.pieces.append(b"".join(fixed))
+                fixed = []
+            else:
+                fixed.append(bulk(encode(part)))
+        self.pieces.append(b"".join(fixed))
+
+    def fill(self, *values: bytes) -> bytes:
+        pieces = self.pieces
+        out = [pieces[0]]
+        for index, value in enumerate(values, 1):
+            out.append(b"$%d\r\n%b\r\n" % (len(value), value))
+            out.append(pieces[index])
+        return b"".join(out)
+
+
+def reply_error(reply: hiredis.ReplyError) -> RedisError:
+    """A Redis error reply as the redis-py exception it stands for (LOADING -> BusyLoadingError...)."""
+    return BaseParser.parse_error(str(reply))
+
+
+class RespProtocol(asyncio.Protocol):
+    """A RESP connection: writes batched per loop turn, replies to waiting futures in order."""
+
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader()
+        self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self.transport: asyncio.Transport | None = None
+        self.outgoing: list[bytes] = []
+        self.loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[Exception] = self.loop.create_future()
+
+    @property
+    def lost(self) -> bool:
+        return self.closed.done()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+    def write(self, command: bytes) -> None:
+        if not self.outgoing:
+            self.loop.call_soon(self._flush)
+        self.outgoing.append(command)
+
+    def _flush(self) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.write(b"".join(self.outgoing))
+        self.outgoing.clear()
+
+    def send(self, command: bytes) -> asyncio.Future[Any]:
+        """Write a packed command; the future gets its reply (an error reply as a RedisError)."""
+        future = self.loop.create_future()
+        if self.lost:
+            future.set_exception(RedisConnectionError("Redis connection lost"))
+            return future
+        self.waiting.append((future, self.loop.time()))
+        self.write(command)
+        return future
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        try:
+            while (reply := reader.gets()) is not False:
+                self.on_reply(reply)
+        except hiredis.ProtocolError as error:
+            self.fail(RedisConnectionError(f"Redis protocol error: {error}"))
+
+    def on_reply(self, reply: Any) -> None:
+        self.resolve(reply)
+
+    def resolve(self, reply: Any) -> None:
+        if not self.waiting:
+            return
+        future, _ = self.waiting.popleft()
+        if future.done():  # its caller timed out
+            return
+        if isinstance(reply, hiredis.ReplyError):
+            error = reply_error(reply)
+            future.set_exception(error)
+            if isinstance(error, RECONNECT_ON):
+                self.fail(RedisConnectionError(f"Redis refused the connection: {error}"))
+        else:
+            future.set_result(reply)
+
+    def oldest_wait(self) -> float:
+        """Seconds the oldest unanswered command has waited (0 when none)."""
+        return self.loop.time() - self.waiting[0][1] if self.waiting else 0.0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(RedisConnectionError(f"Redis connection lost: {exc}" if exc else "Redis closed the connection"))
+
+    def fail(self, error: Exception) -> None:
+        """Close the connection; every waiting caller gets `error`."""
+        if not self.closed.done():
+            self.closed.set_result(error)
+        self.outgoing.clear()
+        while self.waiting:
+            future, _ = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_connection(address: ServerAddress, protocol_factory: Callable[[], RespProtocol],
+                          within: float, *, select_db: bool = True) -> RespProtocol:
+    """A connected protocol, after TLS, AUTH and SELECT succeeded; closed again when any fails."""
+    loop = asyncio.get_running_loop()
+    protocol: RespProtocol | None = None
+    try:
+        async with asyncio.timeout(within):
+            if address.path:
+                _, protocol = await loop.create_unix_connection(protocol_factory, address.path)
+            else:
+                _, protocol = await loop.create_connection(
+                    protocol_factory, address.host, address.port, ssl=address.tls,
+                    server_hostname=address.server_hostname if address.tls else None,
+                )
+            setup = []
+            if address.password:
+                credentials = [address.username] if address.username else []
+                setup.append(protocol.send(pack_command("AUTH", *credentials, address.password)))
+            if select_db and address.db:
+                setup.append(protocol.send(pack_command("SELECT", address.db)))
+            for reply in setup:
+                await reply
+    except BaseException as error:
+        if protocol is not None:
+            protocol.fail(RedisConnectionError("Redis connection set-up failed"))
+        if isinstance(error, TimeoutError):
+            raise RedisTimeoutError(f"Redis did not answer within {within} s") from None
+        if isinstance(error, OSError | ssl.SSLError):
+            raise RedisConnectionError(f"Cannot reach Redis: {error}") from error
+        raise
+    return protocol
+
+
+class Reconnector:
+    """When the next connection attempt may be made: backoff with jitter after failures, so a
+    Redis that is down is not hammered, and callers in between fail fast."""
+
+    def __init__(self, base: float = 0.05, cap: float = 2.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+        self.not_before = 0.0
+
+    def failed(self) -> None:
+        self.failures += 1
+        delay = min(self.cap, self.base * 2 ** (self.failures - 1))
+        self.not_before = asyncio.get_running_loop().time() + random.uniform(delay / 2, delay)
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.not_before = 0.0
+
+    def wait_time(self) -> float:
+        return max(0.0, self.not_before - asyncio.get_running_loop().time())
+
+
+class MultiplexedConnection:
+    """One connection shared by every caller of a process. Callers write their command and await
+    its future; a watchdog closes the connection when the oldest command gets no answer within
+    the timeout (a stalled Redis), so every caller fails within the bound and the next call
+    reconnects."""
+
+    def __init__(self, address: ServerAddress, timeout: float) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._protocol: RespProtocol | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._reconnect = Reconnector()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def _connect(self) -> RespProtocol:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._protocol is not None and not self._protocol.lost:
+                return self._protocol
+            if self._reconnect.wait_time():
+                raise RedisConnectionError("Redis is unreachable; retrying shortly")
+            try:
+                protocol = await open_connection(self.address, RespProtocol, self.timeout)
+            except RedisError:
+                self._reconnect.failed()
+                raise
+            self._reconnect.succeeded()
+            self._protocol = protocol
+            if self._watchdog is None or self._watchdog.done():
+                self._watchdog = asyncio.get_running_loop().create_task(self._watch(), name="redis-watchdog")
+            return protocol
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.timeout / 4)
+            protocol = self._protocol
+            if protocol is not None and protocol.oldest_wait() > self.timeout:
+                protocol.fail(RedisTimeoutError(f"Redis did not answer within {self.timeout} s"))
+
+    async def call(self, *parts: bytes | str | int | float) -> Any:
+        return await self.call_packed(pack_command(*parts))
+
+    async def call_packed(self, command: bytes) -> Any:
+        """Send one command already in RESP; its reply (an error reply is raised as a RedisError)."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost:
+            protocol = await self._connect()
+        return await protocol.send(command)
+
+    async def evalsha(self, script_source: str, command: bytes) -> Any:
+        """Run a packed EVALSHA; a Redis restarted without its scripts gets the script loaded."""
+        try:
+            return await self.call_packed(command)
+        except NoScriptError:
+            await self.call("SCRIPT", "LOAD", script_source)
+            return await self.call_packed(command)
+
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        if self._protocol is not None:
+            self._protocol.fail(RedisConnectionError("closed"))
+
+
+MESSAGE_KINDS = (b"message", b"smessage")
+SUBSCRIBED_KINDS = (b"subscribe", b"ssubscribe")
+UNSUBSCRIBED_KINDS = (b"unsubscribe", b"sunsubscribe")
+
+
+class PubSubProtocol(RespProtocol):
+    """A subscribed connection: messages and (un)subscribe notices go to callbacks as parsed;
+    other replies (set-up, PING, refused subscriptions) answer waiting futures in order."""
+
+    def __init__(self, on_message: Callable[[bytes, bytes], None], on_subscribed: Callable[[bytes], None],
+                 on_unsubscribed: Callable[[bytes], None], on_refused: Callable[[RedisError], None]) -> None:
+        super().__init__()
+        self.on_message = on_message
+        self.on_subscribed = on_subscribed
+        self.on_unsubscribed = on_unsubscribed
+        self.on_refused = on_refused
+        self.heard = self.loop.time()  # when Redis last said anything
+
+    def data_received(self, data: bytes) -> None:
+        self.heard = self.loop.time()
+        super().data_received(data)
+
+    def on_reply(self, reply: Any) -> None:
+        if isinstance(reply, list) and reply:
+            kind = reply[0]
+            if kind in MESSAGE_KINDS:
+                self.on_message(reply[1], reply[2])
+                return
+            if kind in SUBSCRIBED_KINDS:
+                self.on_subscribed(reply[1])
+                return
+            if kind in UNSUBSCRIBED_KINDS:
+                self.on_unsubscribed(reply[1])
+                return
+            if kind == b"pong":
+                self.resolve(b"PONG")
+                return
+        if isinstance(reply, hiredis.ReplyError) and not self.waiting:
+            # A refused SUBSCRIBE (e.g. MOVED on a cluster): subscriptions have no waiting future.
+            self.on_refused(reply_error(reply))
+            return
+        self.resolve(reply)
+
+    def command(self, *parts: bytes | str | int) -> None:
+        """A command whose answer comes as a notice (SUBSCRIBE, UNSUBSCRIBE)."""
+        self.write(pack_command(*parts))
+
+    async def ping(self, within: float) -> None:
+        """Raises TimeoutError when Redis does not answer a PING within `within` seconds."""
+        async with asyncio.timeout(within):
+            await self.send(pack_command("PING"))
