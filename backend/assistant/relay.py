@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 
 from sanic.response.types import HTTPResponse, ResponseStream
 
@@ -25,6 +26,16 @@ from backend.store.replies import LOG_PAGE, Replies
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 PING = b": ping\n\n"
 HIGH_WATER = 256 * 1024  # bytes queued for a slow client before it is served from the log instead
+
+
+# `<generation>-<seq>`: ASCII digits, bounded, no leading zero (what the log writes).
+EVENT_ID = re.compile(r"([1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})", re.ASCII)
+
+
+def parse_event_id(value: str) -> tuple[int, int] | None:
+    """(generation, seq) of an event id a client sent back, else None."""
+    match = EVENT_ID.fullmatch(value.strip())
+    return (int(match[1]), int(match[2])) if match else None
 
 
 def frame_seq(frame: bytes) -> tuple[int, bool]:

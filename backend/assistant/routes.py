@@ -9,7 +9,7 @@ from pydantic import BaseModel, StringConstraints
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
-from backend.assistant.relay import SSE_HEADERS
+from backend.assistant.relay import SSE_HEADERS, parse_event_id
 from backend.auth.guard import authenticated
 from backend.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from backend.parsing import parse_body
@@ -100,11 +100,10 @@ async def resume(request: Request, chat_id: int) -> HTTPResponse | None:
     after = 0
     last_event_id = _last_event_id(request)
     if last_event_id:
-        event_gen, dash, event_seq = last_event_id.partition("-")
-        if (not dash or not event_gen.isdigit() or not event_seq.isdigit() or int(event_gen) != gen
-                or int(event_seq) > seq):
+        event = parse_event_id(last_event_id)
+        if event is None or event[0] != gen or event[1] > seq:
             raise BadRequest("Last-Event-ID is not an event of this chat's newest reply.")
-        after = int(event_seq)
+        after = event[1]
     response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
     await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, after)
     return None
