@@ -18,7 +18,7 @@ def test_a_new_token_parses_to_its_user() -> None:
 
 @pytest.mark.parametrize("token", [
     "", "42", f"42{SECRET}", f"42.{SECRET[:-1]}", f"42.{SECRET}A", f"042.{SECRET}", f"0.{SECRET}",
-    f"²2.{SECRET}", f"4٢.{SECRET}", f"-1.{SECRET}", f"{'9' * 19}.{SECRET}", f"{'9' * 5000}.{SECRET}",
+    f"²2.{SECRET}", f"4\u0662.{SECRET}", f"-1.{SECRET}", f"{'9' * 19}.{SECRET}", f"{'9' * 5000}.{SECRET}",
     f"42.{SECRET[:-1]}é", f"42.{SECRET[:-1]}=", f" 42.{SECRET}",
 ])
 def test_malformed_tokens_are_refused_before_any_lookup(token: str) -> None:
@@ -27,7 +27,7 @@ def test_malformed_tokens_are_refused_before_any_lookup(token: str) -> None:
 
 @pytest.mark.parametrize(("value", "expected"), [
     ("3-17", (3, 17)), (" 3-17 ", (3, 17)), ("1-0", (1, 0)), (f"{'9' * 18}-1", (int("9" * 18), 1)),
-    ("3", None), ("3-", None), ("-17", None), ("03-17", None), ("3-017", None), ("²-1", None), ("3-١", None),
+    ("3", None), ("3-", None), ("-17", None), ("03-17", None), ("3-017", None), ("²-1", None), ("3-\u0661", None),
     ("3-17-1", None), ("3 -17", None), (f"{'9' * 4400}-1", None), ("", None), ("0-1", None),
 ])
 def test_event_ids(value: str, expected: tuple[int, int] | None) -> None:

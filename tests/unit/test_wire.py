@@ -86,7 +86,8 @@ def test_packed_commands_are_byte_equal_to_redis_py(parts: tuple) -> None:
 
 def test_a_template_fills_its_slots_like_a_packed_command() -> None:
     data, content = Slot("data"), Slot("content")
-    template = CommandTemplate("EVALSHA", "f" * 40, 3, "k1", "k2", "k3", 7, "tok", data, content, 86400, "ch", "PUBLISH")
+    template = CommandTemplate("EVALSHA", "f" * 40, 3, "k1", "k2", "k3", 7, "tok", data, content, 86400, "ch",
+                               "PUBLISH")
     filled = template.fill(b'{"content":"h\xc3\xa9"}', "hé".encode())
     assert filled == pack_command("EVALSHA", "f" * 40, 3, "k1", "k2", "k3", 7, "tok", b'{"content":"h\xc3\xa9"}',
                                   "hé", 86400, "ch", "PUBLISH")
