@@ -31,8 +31,7 @@ def connect(settings: Settings, *, decode: bool = True, read_timeout: float | No
         "health_check_interval": 30,
         # A pooled connection that died with a Redis restart is remade once, at once; a stall
         # (a timeout) is not retried, so the caller fails within the bound.
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
-        "retry_on_error": [RedisConnectionError],
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(RedisConnectionError,)),
     }
     options.update(extra)
     if settings.REDIS_CLUSTER:

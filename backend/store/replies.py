@@ -144,6 +144,7 @@ class Replies:
 
 DATA = Slot("data")
 CONTENT = Slot("content")
+SEQ = Slot("seq")
 
 
 class ReplyWriter:
@@ -153,27 +154,35 @@ class ReplyWriter:
     on the multiplexed connection; on a Cluster the call goes through redis-py, which routes it.
     """
 
-    __slots__ = ("args", "keys", "replies", "template")
+    __slots__ = ("args", "keys", "replies", "seq", "template")
 
     def __init__(self, replies: Replies, user_id: int, chat_id: int, gen: int, token: str) -> None:
         self.replies = replies
         self.keys = [keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id)]
         # lua/append_chunk.lua's ARGV, in its order; DATA and CONTENT are filled per chunk.
         self.args = [gen, token, DATA, CONTENT, replies.log_ttl, replies.channel(user_id, chat_id, gen),
-                     replies.publish_command]
+                     replies.publish_command, SEQ]
+        self.seq = 0  # of the last chunk appended
         self.template = CommandTemplate("EVALSHA", replies.scripts.sha("append_chunk"), len(self.keys), *self.keys,
                                         *self.args)
 
     async def append(self, content: str, **extra: object) -> int:
-        """Seq of the appended chunk, 0 when this writer has been fenced out. `extra` data fields
+        """Seq of the appended chunk, 0 when this writer has been fenced out. Safe to call again
+        with the same chunk after a StoreUnavailable: it is appended once. `extra` data fields
         are for benchmarks (a publish time), never for clients."""
         data = orjson.dumps({"content": content, **extra} if extra else {"content": content})
+        seq = self.seq + 1
         fast = self.replies.fast
         try:
             if fast is not None:
-                command = self.template.fill(data, content.encode())
-                return int(await fast.evalsha(self.replies.scripts.source("append_chunk"), command))
-            filled = [data if arg is DATA else content if arg is CONTENT else arg for arg in self.args]
-            return int(await self.replies.scripts.append_chunk(keys=self.keys, args=filled))
+                command = self.template.fill(data, content.encode(), b"%d" % seq)
+                appended = int(await fast.evalsha(self.replies.scripts.source("append_chunk"), command))
+            else:
+                values = {DATA: data, CONTENT: content, SEQ: seq}
+                filled = [values.get(arg, arg) if isinstance(arg, Slot) else arg for arg in self.args]
+                appended = int(await self.replies.scripts.append_chunk(keys=self.keys, args=filled))
         except REDIS_FAILURES as error:
             raise unavailable(error) from error
+        if appended:
+            self.seq = appended
+        return appended

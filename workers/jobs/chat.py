@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from backend.store.datastore import Store
 from backend.store.errors import StoreUnavailable
@@ -58,6 +60,7 @@ class ChatJob:
         self.replies = store.replies
         self.llm = llm
         self.context_chars = context_chars
+        self.lease_seconds = lease_seconds
         self.renew_every = lease_seconds * 0.2
         self.system_template = load_prompt("chat_system.txt")
         self.writing: dict[tuple[int, int, int], asyncio.Task[None]] = {}
@@ -117,7 +120,7 @@ class ChatJob:
                 if sent == 0:
                     metrics.LLM_LATENCY.labels("chat_first_token").observe(time.perf_counter() - started)
                 published = time.perf_counter()
-                if not await chunks.append(piece):
+                if not await self._through_outage(lambda: chunks.append(piece)):  # noqa: B023
                     return  # fenced out: stopped, deleted or taken over
                 metrics.PUBLISH_LATENCY.observe(time.perf_counter() - published)
                 sent += 1
@@ -130,7 +133,22 @@ class ChatJob:
             await self.replies.finish(user_id, chat_id, gen, "error", token=token, message=LLM_FAILED)
             return
         await self._count_chunks(sent)
-        await self.replies.finish(user_id, chat_id, gen, "done", token=token)
+        await self._through_outage(lambda: self.replies.finish(user_id, chat_id, gen, "done", token=token))
+
+    async def _through_outage(self, call: Callable[[], Awaitable[int]]) -> int:
+        """A write of this reply, retried while Redis is unavailable (a stall, a failover) for as
+        long as the reply's lease would last; readers see a pause, not a broken reply. Both
+        writes are safe to repeat (append_chunk names its seq; a second finish finds it done)."""
+        deadline = time.monotonic() + self.lease_seconds
+        delay = 0.05
+        while True:
+            try:
+                return await call()
+            except StoreUnavailable:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, 1.0)
 
     async def _count_chunks(self, sent: int) -> None:
         if sent:
