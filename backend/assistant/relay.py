@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import re
+from enum import Enum
 
 from sanic.response.types import HTTPResponse, ResponseStream
 
@@ -45,28 +46,34 @@ def frame_seq(frame: bytes) -> tuple[int, bool]:
     return seq, frame.startswith(b"event:", newline + 1)
 
 
+class Phase(Enum):
+    """Where a stream is; the stream's task acts on it, the hub's callback only in LIVE."""
+
+    CATCHING_UP = "catching up"  # read the log after `last` before anything live
+    LIVE = "live"  # frames that continue the sequence go straight to the socket
+    REPLY_OVER = "reply over"  # the reply ended without its final event reaching us live: finish from the log
+    CLOSING = "closing"  # the pod is shutting down: end without a final event; the client resumes
+
+
 class StreamListener:
     """One open stream: what the hub delivers, and the state the stream's task acts on."""
 
-    __slots__ = ("active", "closing", "direct", "last", "over", "ping", "queued", "reply", "resync", "socket",
-                 "wake")
+    __slots__ = ("active", "direct", "last", "phase", "ping", "queued", "reply", "socket", "wake")
 
     def __init__(self, socket: ChunkedSocket, reply: tuple[int, int, int], last: int) -> None:
         self.socket = socket
         self.reply = reply  # (user, chat, generation)
         self.last = last  # seq of the last frame written to the client
+        self.phase = Phase.CATCHING_UP
         self.direct = False  # live frames may be written from the hub's callback (socket.direct allows it)
         self.queued: list[bytes] = []
         self.wake = asyncio.Event()
-        self.resync = True  # read the log after `last`
-        self.ping = False  # a heartbeat is due
-        self.active = False  # frames arrived since the last check
-        self.over = False  # the reply ended without its final event reaching us live: finish from the log
-        self.closing = False  # the pod is shutting down: end without a final event; the client resumes
+        self.ping = False  # a heartbeat is due (set by the ticker)
+        self.active = False  # frames arrived since the ticker's last look
 
     def deliver(self, frame: bytes) -> None:
         self.active = True
-        if self.direct and not self.queued and not self.resync:
+        if self.direct and self.phase is Phase.LIVE and not self.queued:
             seq, final = frame_seq(frame)
             if seq <= self.last:
                 return
@@ -81,24 +88,35 @@ class StreamListener:
         self.wake.set()
 
     def refill(self) -> None:
-        self.resync = True
+        """Messages may have been missed: catch up from the log."""
+        if self.phase is Phase.LIVE:
+            self.phase = Phase.CATCHING_UP
         self.wake.set()
 
-    def accept(self, frames: list[bytes]) -> tuple[list[bytes], bool]:
-        """The frames that continue the sequence, in order, and whether the reply ended."""
+    def reply_over(self) -> None:
+        if self.phase is not Phase.CLOSING:
+            self.phase = Phase.REPLY_OVER
+        self.wake.set()
+
+    def close(self) -> None:
+        self.phase = Phase.CLOSING
+        self.wake.set()
+
+    def accept(self, frames: list[bytes]) -> tuple[list[bytes], bool, bool]:
+        """The frames that continue the sequence, in order; whether the reply ended; whether a
+        hole was found (the log has what is missing)."""
         out: list[bytes] = []
         for frame in frames:
             seq, final = frame_seq(frame)
             if seq <= self.last:
                 continue
             if seq != self.last + 1:
-                self.resync = True  # a hole: the log has what is missing
-                break
+                return out, False, True
             out.append(frame)
             self.last = seq
             if final:
-                return out, True
-        return out, False
+                return out, True, False
+        return out, False, False
 
 
 class ChunkedSocket:
@@ -153,8 +171,7 @@ class ReplyRelay:
     async def stop(self) -> None:
         """End every open stream (without a final event) and stop the hub."""
         for listener in self.listeners:
-            listener.closing = True
-            listener.wake.set()
+            listener.close()
         if self._ticker:
             self._ticker.cancel()
         await asyncio.sleep(0)  # let the streams see it before the connections go
@@ -182,8 +199,7 @@ class ReplyRelay:
                 continue
             for listener in idle:
                 if over[listener.reply]:
-                    listener.over = True
-                    listener.refill()  # whatever is left is in the log
+                    listener.reply_over()  # whatever is left is in the log
 
     async def stream(self, response: HTTPResponse | ResponseStream, transport: asyncio.Transport, user_id: int,
                      chat_id: int, gen: int, after_seq: int) -> None:
@@ -199,41 +215,47 @@ class ReplyRelay:
             self.listeners.discard(listener)
             self.hub.unsubscribe(channel, listener)
 
-    async def _read_log(self, listener: StreamListener) -> list[bytes]:
-        """The next page of the log after the last frame written; a full page means more to read."""
+    async def _read_log(self, listener: StreamListener) -> tuple[list[bytes], bool]:
+        """The next page of the log after the last frame written, and whether there may be more."""
         try:
             frames = await self.replies.read_log(*listener.reply, listener.last)
         except StoreUnavailable:
-            await asyncio.sleep(0.5)  # Redis is back soon or the stream ends with the pod; try again
-            frames = []
-            listener.resync = True
-        if len(frames) >= LOG_PAGE:
-            listener.resync = True
-        return frames
+            await asyncio.sleep(0.5)  # Redis is back soon, or the stream ends with the pod: try again
+            return [], True
+        return frames, len(frames) >= LOG_PAGE
 
     async def _follow(self, response: HTTPResponse | ResponseStream, listener: StreamListener) -> None:
         socket = listener.socket
-        listener.resync = False
-        out, ended = listener.accept(await self._read_log(listener))
+        frames, more = await self._read_log(listener)
+        out, ended, hole = listener.accept(frames)
         await socket.send_head(b"".join(out) or PING)
         listener.direct = socket.direct
-        while not ended and not listener.closing:
-            if not listener.resync:
+        if not (more or hole) and listener.phase is Phase.CATCHING_UP:
+            listener.phase = Phase.LIVE
+        while not ended and listener.phase is not Phase.CLOSING:
+            from_log = listener.phase is not Phase.LIVE
+            more = hole = False
+            if not from_log:
                 frames, listener.queued = listener.queued, []
             elif socket.buffered() < HIGH_WATER:
-                listener.resync = False
-                # Frames that arrive while the log is read stay queued for the next round.
+                # Frames that arrive while the log is read stay queued, then follow the page.
+                if listener.phase is Phase.CATCHING_UP:
+                    listener.phase = Phase.LIVE  # a refill during the read sets it back
                 queued, listener.queued = listener.queued, []
-                frames = await self._read_log(listener) + queued
+                page, more = await self._read_log(listener)
+                frames = page + queued
             else:  # a slow client: nothing more in memory for it; the log has it all once it drains
                 listener.queued.clear()
                 frames = []
-            out, ended = listener.accept(frames)
+                more = True
+            out, ended, hole = listener.accept(frames)
+            if (more or hole) and listener.phase is Phase.LIVE:
+                listener.phase = Phase.CATCHING_UP
             if out:
                 await socket.send(b"".join(out))
-            if ended or (listener.over and not listener.resync):
-                break
-            if listener.queued or (listener.resync and socket.buffered() < HIGH_WATER):
+            if ended or (listener.phase is Phase.REPLY_OVER and not (more or hole)):
+                break  # the whole reply is written (an ended reply's log has no more for us)
+            if listener.queued or ((more or hole) and socket.buffered() < HIGH_WATER):
                 continue
             listener.wake.clear()
             await listener.wake.wait()
