@@ -10,7 +10,7 @@ from sanic.response import HTTPResponse, json
 from backend.auth.guard import authenticated
 from backend.errors import BadRequest, TooManyRequests
 from backend.parsing import client_address
-from backend.store.interview import SUCCESS
+from backend.store.interview import NOT_STARTED, SUCCESS
 
 bp = Blueprint("auth", url_prefix="/user")
 
@@ -59,7 +59,7 @@ async def logout(request: Request) -> HTTPResponse:
 @authenticated
 async def info(request: Request) -> HTTPResponse:
     user = request.ctx.user
-    status = user.get("status", "NOT_STARTED")
+    status = user.get("status", NOT_STARTED)
     body = {
         "userId": int(user["userId"]),
         "username": user["username"],
