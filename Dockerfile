@@ -14,6 +14,8 @@ COPY backend ./backend
 COPY workers ./workers
 COPY lua ./lua
 COPY config ./config
+# HOST=0.0.0.0: with the default dev login the image refuses to start, with one line saying why,
+# until AUTH_PROVIDER (github, oidc) is configured, or ALLOW_DEV_LOGIN=true for a local demo.
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 HOST=0.0.0.0 PORT=8000
 USER app
 EXPOSE 8000

@@ -18,6 +18,7 @@ def main() -> None:
     from sanic.worker.loader import AppLoader
 
     from backend.app import create_app
+    from backend.protocol import HeadDeadlineProtocol
 
     loader = AppLoader(factory=create_app)
     app = loader.load()
@@ -25,6 +26,7 @@ def main() -> None:
         host=settings.HOST, port=settings.PORT, workers=settings.API_WORKERS,
         single_process=settings.API_WORKERS == 1, access_log=False, motd=False,
         backlog=4096,  # many clients (re)connect at once after a pod restart
+        protocol=HeadDeadlineProtocol,  # a total deadline for request heads (slow senders)
     )
     if settings.API_WORKERS == 1:
         Sanic.serve_single(primary=app)  # no manager process: signals reach the server directly

@@ -10,7 +10,7 @@ import time
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
-from backend import cors, errors
+from backend import cors, errors, headers, logs
 from backend.assistant.relay import ReplyRelay
 from backend.assistant.routes import bp as assistant_bp
 from backend.auth.dev import bp as dev_login_bp
@@ -19,6 +19,7 @@ from backend.auth.routes import bp as auth_bp
 from backend.interview.routes import bp as interview_bp
 from backend.logs import configure_logging
 from backend.ops import metrics, openapi
+from backend.ops.queue_watch import QueueWatch
 from backend.ops.routes import bp as ops_bp
 from backend.store.datastore import Store
 from config.settings import Settings, get_settings
@@ -49,6 +50,11 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         FALLBACK_ERROR_FORMAT="json",
         GRACEFUL_SHUTDOWN_TIMEOUT=10,
         NOISY_EXCEPTIONS=False,
+        # Trusted proxies (README, Running behind a proxy): request.remote_addr honours X-Forwarded-For
+        # (or REAL_IP_HEADER) only through these; with both unset it is empty and the TCP peer counts.
+        PROXIES_COUNT=settings.PROXIES_COUNT,
+        REAL_IP_HEADER=settings.REAL_IP_HEADER or None,
+        REQUEST_HEAD_TIMEOUT=settings.REQUEST_HEAD_TIMEOUT_SECONDS,  # backend/protocol.py
     )
     app.ctx.settings = settings
     errors.install(app)
@@ -59,6 +65,7 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
     if settings.OPENAPI_DOCS:
         openapi.install(app)
     cors.install(app, settings.CORS_ORIGINS)
+    headers.install(app)
 
     @app.before_server_start
     async def open_connections(app: Sanic) -> None:
@@ -68,15 +75,18 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         hub = store.hub()
         hub.start()
         app.ctx.relay = ReplyRelay(
-            hub, store.replies, ping_seconds=settings.SSE_PING_SECONDS,
+            hub, store.replies, streams=store.streams, ping_seconds=settings.SSE_PING_SECONDS,
             check_seconds=min(settings.SSE_PING_SECONDS, settings.JOB_LEASE_SECONDS * 0.2),
         )
         app.ctx.relay.start()
+        app.ctx.queue_watch = QueueWatch(store.queue, settings.QUEUE_MAX_WAIT_SECONDS)
+        app.ctx.queue_watch.start()
 
     @app.before_server_stop
     async def end_streams(app: Sanic) -> None:
         # Open streams end without a final event: their clients resume on another pod.
         await app.ctx.relay.stop()
+        await app.ctx.queue_watch.stop()
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:
@@ -88,6 +98,7 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
     async def request_id(request: Request) -> None:
         given = request.headers.get("x-request-id", "")
         request.ctx.request_id = given if 0 < len(given) <= 128 and given.isprintable() else ids.next()
+        logs.request_id.set(request.ctx.request_id)
         request.ctx.started = time.perf_counter()
 
     @app.on_response

@@ -5,6 +5,8 @@ from __future__ import annotations
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, empty
 
+from backend.headers import add_vary
+
 ALLOWED_HEADERS = "Authentication, Authorization, Content-Type, Last-Event-ID, X-Request-ID"
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
 EXPOSED_HEADERS = "X-Request-ID, Retry-After"
@@ -36,4 +38,4 @@ def install(app: Sanic, origins: list[str]) -> None:
         if allows(origin):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-            response.headers["Vary"] = "Origin"
+            add_vary(response.headers, "Origin")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from sanic import Request, Sanic
-from sanic.exceptions import SanicException
+from sanic.exceptions import PayloadTooLarge, SanicException
 from sanic.response import HTTPResponse, json
 
 from backend.store.errors import StoreUnavailable
@@ -68,6 +68,11 @@ _SANIC_MESSAGES = {
 }
 
 
+# Sanic's Http1 raises PayloadTooLarge with this text for a request head over REQUEST_MAX_HEADER_SIZE
+# (sanic/http/http1.py); the client is told 431, not "body too large".
+HEAD_TOO_LARGE = "Request header exceeds the size limit"
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> HTTPResponse:
     return json({"message": message}, status=status, headers=headers)
 
@@ -77,6 +82,8 @@ def install(app: Sanic) -> None:
     async def handle(request: Request, exception: Exception) -> HTTPResponse:
         if isinstance(exception, ApiError):
             return error_response(exception.status_code, str(exception), dict(exception.headers or {}))
+        if isinstance(exception, PayloadTooLarge) and str(exception) == HEAD_TOO_LARGE:
+            return error_response(431, "Request headers too large (the limit is 8 KiB).")
         if isinstance(exception, SanicException):
             status = exception.status_code
             message = _SANIC_MESSAGES.get(status) or "Request failed."

@@ -1,7 +1,9 @@
 """One JSON line per log event, for the API and the workers.
 
-Fields passed with `extra=` become keys of the line. Nothing here logs request bodies,
-query strings or headers, so tokens, codes and secrets never reach the logs.
+Fields passed with `extra=` become keys of the line. The request id of the request (API) or
+job (worker) being served is carried by a context variable into every line logged on its
+behalf. Nothing here logs request bodies, query strings or headers, so tokens, codes and
+secrets never reach the logs.
 """
 
 from __future__ import annotations
@@ -9,8 +11,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from contextvars import ContextVar
 
 import orjson
+
+# Set per request (backend/app.py) and per job (workers/runner.py); each runs in its own task.
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -23,6 +29,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        current = request_id.get()
+        if current is not None:
+            line["request_id"] = current
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 line[key] = value

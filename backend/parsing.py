@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TypeVar
 
 import orjson
@@ -37,4 +38,17 @@ def _describe(detail: dict) -> str:
 
 
 def client_address(request: Request) -> str:
-    return request.remote_addr or request.ip or "unknown"
+    """The client's IP address for per-address limits.
+
+    `remote_addr` is what Sanic reads from the proxy headers through PROXIES_COUNT / REAL_IP_HEADER
+    (FORWARDED_SECRET for `Forwarded`) and nothing else: with none configured it is empty and the
+    TCP peer counts, so a client cannot pick its own bucket with a header. A value that is not an
+    IP address (a misconfigured proxy) counts as the proxy's own address, so keys stay bounded.
+    """
+    forwarded = request.remote_addr
+    if forwarded:
+        try:
+            return ipaddress.ip_address(forwarded.strip("[]")).compressed
+        except ValueError:
+            pass
+    return request.ip or "unknown"

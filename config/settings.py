@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from functools import lru_cache
@@ -23,6 +24,13 @@ class Settings(BaseSettings):
     API_WORKERS: int = Field(1, ge=1, le=64)
     # Base URL the browser uses to reach this API; the dev login page and its callback live here.
     PUBLIC_URL: str = ""
+    # Trusted proxies in front of the API, handed to Sanic's own settings of the same names:
+    # request.remote_addr (the per-address limits) honours X-Forwarded-For only through them.
+    PROXIES_COUNT: int = Field(0, ge=0, le=16)
+    REAL_IP_HEADER: str = ""
+    # Longest time a client may take to send a request's line and headers (Sanic's own
+    # REQUEST_TIMEOUT restarts on every byte; see backend/protocol.py).
+    REQUEST_HEAD_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=30)
 
     WORKER_CONCURRENCY: int = Field(8, ge=1, le=10_000)
     WORKER_METRICS_PORT: int = Field(0, ge=0, le=65535)
@@ -34,6 +42,7 @@ class Settings(BaseSettings):
     OPENAPI_DOCS: bool = True
 
     AUTH_PROVIDER: Literal["dev", "github", "oidc"] = "dev"
+    ALLOW_DEV_LOGIN: bool = False  # the dev provider on a HOST that is not a loopback address
     OAUTH_CLIENT_ID: str = ""
     OAUTH_CLIENT_SECRET: str = ""
     OAUTH_REDIRECT_URI: str = ""
@@ -53,7 +62,14 @@ class Settings(BaseSettings):
     FAKE_LLM_REPLY_WORDS: int = Field(60, ge=1)
     QUESTION_COUNT: int = Field(5, ge=1, le=50)
     CHAT_CONTEXT_CHARS: int = Field(16_000, ge=500)
+    LLM_MAX_TOKENS: int = Field(1024, ge=1, le=1_000_000)  # longest reply the LLM may write
 
+    # Caps per user (see README, Configuration).
+    CHATS_PER_USER_MAX: int = Field(1000, ge=1, le=1_000_000)
+    CHAT_HISTORY_MAX_MESSAGES: int = Field(200, ge=2, le=100_000)  # at least one prompt and its reply
+    STREAMS_PER_USER_MAX: int = Field(10, ge=1, le=100_000)
+
+    QUEUE_MAX_WAIT_SECONDS: float = Field(10.0, gt=0)  # older waiting jobs: new work gets 503 (shedding)
     JOB_LEASE_SECONDS: float = Field(15.0, ge=1)
     JOB_MAX_ATTEMPTS: int = Field(3, ge=1, le=10)
     JOB_RETRY_BASE_SECONDS: float = Field(0.5, ge=0)
@@ -63,6 +79,7 @@ class Settings(BaseSettings):
     RATE_LIMIT_CHAT_PER_MINUTE: int = Field(30, ge=0)
     RATE_LIMIT_INTERVIEW_PER_MINUTE: int = Field(10, ge=0)
     RATE_LIMIT_AUTH_PER_MINUTE: int = Field(60, ge=0)
+    RATE_LIMIT_STREAM_PER_MINUTE: int = Field(120, ge=0)
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -84,6 +101,10 @@ class Settings(BaseSettings):
         prod = self.ENVIRONMENT == "production"
         if prod and self.AUTH_PROVIDER == "dev":
             raise ValueError("AUTH_PROVIDER: 'dev' is refused when ENVIRONMENT=production")
+        if self.AUTH_PROVIDER == "dev" and not (_is_loopback(self.HOST) or self.ALLOW_DEV_LOGIN):
+            # Production is refused above; ENVIRONMENT=test (the test suite) counts as development.
+            raise ValueError(f"AUTH_PROVIDER: 'dev' (anyone logs in as anyone) is refused on HOST={self.HOST}, "
+                             "not a loopback address: set ALLOW_DEV_LOGIN=true to allow it, or use a real provider")
         if prod and self.LLM_PROVIDER == "fake":
             raise ValueError("LLM_PROVIDER: 'fake' is refused when ENVIRONMENT=production")
         if self.AUTH_PROVIDER in ("github", "oidc"):
@@ -103,6 +124,15 @@ class Settings(BaseSettings):
         if self.OAUTH_SCOPES:
             return self.OAUTH_SCOPES
         return {"github": "read:user", "oidc": "openid profile email"}.get(self.AUTH_PROVIDER, "profile")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def describe_error(error: ValidationError) -> str:

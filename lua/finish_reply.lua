@@ -2,7 +2,7 @@
 -- KEYS[1] chat  KEYS[2] log  KEYS[3] partial text  KEYS[4] lease  KEYS[5] messages  KEYS[6] chat index
 -- ARGV[1] generation  ARGV[2] worker token  ARGV[3] mode  ARGV[4] data JSON  ARGV[5] now ms
 -- ARGV[6] log ttl s  ARGV[7] channel  ARGV[8] PUBLISH or SPUBLISH  ARGV[9] chat id
--- ARGV[10] ms a reply may stay queued
+-- ARGV[10] ms a reply may stay queued  ARGV[11] messages kept (the newest)
 -- mode: 'done' / 'error' from the writer (token must match); 'stopped' from a user's stop;
 -- 'fail' from the worker holding the job after its last attempt (or the API when enqueueing failed);
 -- 'reap' from anyone who sees a writer that sent chunks and whose lease expired, or a reply
@@ -28,6 +28,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 local text = redis.call('GET', KEYS[3]) or ''
 if text ~= '' or mode == 'done' then
   redis.call('RPUSH', KEYS[5], cjson.encode({role = 'assistant', content = text, createdAt = tonumber(ARGV[5])}))
+  redis.call('LTRIM', KEYS[5], -tonumber(ARGV[11]), -1)
 end
 redis.call('DEL', KEYS[3], KEYS[4])
 redis.call('HSET', KEYS[1], 'replyStatus', 'idle', 'replyToken', '', 'updatedAt', ARGV[5])

@@ -42,7 +42,9 @@ async def test_reply_event_format(client: httpx.AsyncClient, user: dict[str, str
     assert frames[-1] == ""
     for frame in frames[:-2]:
         assert re.fullmatch(r'id: 1-\d+\ndata: \{"content":".*"\}', frame, re.S), frame
-    assert re.fullmatch(r'id: 1-\d+\nevent: done\ndata: \{"content":""\}', frames[-2])
+    assert re.fullmatch(r'id: 1-\d+\nevent: done\ndata: \{"content":"",.*\}', frames[-2])
+    done = stream.last.data
+    assert done["finishReason"] == "stop" and done["usage"]["completionTokens"] == len(stream.events) - 1
     assert stream.finished and stream.last.event == "done"
     assert all(isinstance(e.data["content"], str) for e in stream.events)
     assert_consecutive(stream)

@@ -124,7 +124,7 @@ async def test_stop_from_another_pod(a: httpx.AsyncClient, b: httpx.AsyncClient)
     assert stopped.status_code == 200 and stopped.json()["message"]
     stream, follower = await reader, await follower_task
     for s in (stream, follower):
-        assert s.last.event == "done" and s.last.data == {"content": "", "stopped": True}
+        assert s.last.event == "done" and s.last.data == {"content": "", "stopped": True, "finishReason": "stopped"}
     saved = (await history(a, user, chat_id))[-1]
     assert saved["role"] == "assistant" and saved["content"] == stream.text
     assert 0 < len(saved["content"].split()) < 120
@@ -214,6 +214,8 @@ async def test_openai_streaming_with_conversation_context(openai_pod: Api, stub:
         chat_id = await new_chat(http, user)
         first = await send(http, user, chat_id, "What is a GenServer?")
         assert first.events[0].data["content"] == "[history=1]" and first.last.event == "done"
+        assert first.last.data["finishReason"] == "stop"  # the usage chunk the openai client asked for:
+        assert first.last.data["usage"]["completionTokens"] == len(first.events) - 1
         second = await send(http, user, chat_id, "And a supervisor?")
         assert second.text.startswith("[history=3]")
     chat_requests = [r["body"] for r in stub.requests() if r["body"].get("stream")]

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from backend.store.datastore import Store
+from config.settings import Settings
 from devstack.login import auth, dev_login
 from devstack.redis_server import RedisCluster
 from devstack.services import Api
@@ -85,4 +87,34 @@ async def test_chat_streams_resume_and_stop_on_cluster(a: httpx.AsyncClient, b: 
     await asyncio.sleep(0.4)
     assert (await b.post(f"/assistant/chat/{chat_id}/stop", headers=user)).status_code == 200
     stopped = await asyncio.wait_for(reader, 10)
-    assert stopped.last.data == {"content": "", "stopped": True}
+    assert stopped.last.data == {"content": "", "stopped": True, "finishReason": "stopped"}
+
+
+async def test_chat_pages_on_cluster(a: httpx.AsyncClient, b: httpx.AsyncClient) -> None:
+    for user in [auth(await dev_login(a)) for _ in range(3)]:  # spread over the masters
+        created = [await new_chat(a, user) for _ in range(5)]
+        first = (await b.get("/assistant/chat", headers=user, params={"limit": 2})).json()
+        rest = (await a.get("/assistant/chat", headers=user, params={"before": first["next"]})).json()
+        assert "next" not in rest
+        assert sorted(c["chatId"] for c in first["chats"] + rest["chats"]) == sorted(created)
+
+
+async def test_open_streams_counted_and_held_on_cluster(cluster: RedisCluster) -> None:
+    settings = Settings(REDIS_URL=cluster.url, REDIS_CLUSTER=True, STREAMS_PER_USER_MAX=2, JOB_LEASE_SECONDS=1)
+    store = Store(settings)
+    users = range(10_001, 10_007)  # keys on every master
+    try:
+        held = {user: [await store.streams.open(user) for _ in range(2)] for user in users}
+        assert all(None not in ids for ids in held.values())
+        assert [await store.streams.open(user) for user in users] == [None] * len(users)
+        for _ in range(4):  # 2 s, twice what an entry lasts unless its holder extends it
+            await asyncio.sleep(0.5)
+            await store.streams.hold()  # what the relay's ticker does: one call per user, all users
+        assert [await store.streams.open(user) for user in users] == [None] * len(users)
+        await store.streams.close(users[0], held[users[0]][0])
+        assert await store.streams.open(users[0]) is not None
+        store.streams.held.clear()  # as if the holder died: its streams expire
+        await asyncio.sleep(1.1)
+        assert None not in [await store.streams.open(user) for user in users[1:]]
+    finally:
+        await store.close()

@@ -36,7 +36,8 @@ def env_names(spec: dict) -> set[str]:
 
 def test_every_manifest_parses_with_known_kinds() -> None:
     kinds = {doc["kind"] for doc in k8s_documents()}
-    assert kinds == {"ConfigMap", "Secret", "Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject"}
+    assert kinds == {"ConfigMap", "Secret", "Deployment", "Service", "Ingress", "HorizontalPodAutoscaler",
+                     "ScaledObject"}
 
 
 def test_config_and_secret_keys_are_settings() -> None:
@@ -63,6 +64,26 @@ def test_api_deployment_service_and_autoscaler() -> None:
     assert service["spec"]["ports"][0]["targetPort"] == port["name"]
     hpa = by_kind("HorizontalPodAutoscaler")["ai-backend-api"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "ai-backend-api"
+
+
+def test_api_trusts_exactly_its_ingress_as_proxy() -> None:
+    env = {e["name"]: e["value"] for e in container(by_kind("Deployment")["ai-backend-api"])["env"]}
+    assert env["PROXIES_COUNT"] == "1"  # the ingress controller appends the client to X-Forwarded-For
+    ingress = by_kind("Ingress")["ai-backend-api"]
+    [rule] = ingress["spec"]["rules"]
+    [path] = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": "ai-backend-api", "port": {"name": "http"}}
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"  # SSE
+
+
+def test_compose_settings_start() -> None:
+    """Every compose service's environment passes the start-up checks (the dev login on 0.0.0.0 is
+    allowed explicitly for the demo; there is no proxy in front, so none is trusted)."""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        if name != "redis":
+            settings = Settings(_env_file=None, **service["environment"])
+            assert settings.ALLOW_DEV_LOGIN and settings.HOST == "0.0.0.0" and settings.PROXIES_COUNT == 0
 
 
 def test_worker_deployment_and_keda_scaler_match_the_job_stream() -> None:
@@ -103,3 +124,7 @@ def test_dockerfile_runs_as_non_root_with_python_m_backend() -> None:
     assert dockerfile.count("FROM ") == 2  # multi-stage
     assert "USER app" in dockerfile and 'CMD ["python", "-m", "backend"]' in dockerfile
     assert "EXPOSE 8000" in dockerfile
+    # The image binds 0.0.0.0: with its defaults (dev login) it refuses to start until configured.
+    env_lines = [line for line in dockerfile.splitlines() if line.startswith("ENV ")]
+    assert any("HOST=0.0.0.0" in line for line in env_lines)
+    assert not any("ALLOW_DEV_LOGIN" in line or "AUTH_PROVIDER" in line for line in env_lines)

@@ -15,7 +15,8 @@ from tests.support.sse import read
 from tests.test_chat import new_chat, send
 from tests.test_interview import describe
 
-JOBS = "ai:{jobs}"
+CHAT_JOBS = "ai:{jobs}:chat"
+QUESTION_JOBS = "ai:{jobs}:questions"
 ATTEMPTS = "ai:{jobs}:attempts"
 
 
@@ -27,8 +28,9 @@ async def test_a_job_that_cannot_be_queued_undoes_its_state_change(processes: Pr
     async with httpx.AsyncClient(base_url=api.url, timeout=20) as http:
         user = auth(await dev_login(http))
         chat_id = await new_chat(http, user)
-        admin.delete(JOBS)
-        admin.set(JOBS, "not a stream")  # every XADD now fails (WRONGTYPE)
+        for stream in (CHAT_JOBS, QUESTION_JOBS):
+            admin.delete(stream)
+            admin.set(stream, "not a stream")  # every XADD now fails (WRONGTYPE)
         try:
             prompt = await http.post(f"/assistant/chat/{chat_id}/", json={"prompt": "hello"}, headers=user)
             assert prompt.status_code == 503 and prompt.json()["message"]
@@ -39,7 +41,7 @@ async def test_a_job_that_cannot_be_queued_undoes_its_state_change(processes: Pr
                 "GET", f"/assistant/chat/{chat_id}/stream", headers=user), stream=True))
             assert replay.last.event == "error"  # the stored prompt's reply was ended, not left queued
         finally:
-            admin.delete(JOBS)
+            admin.delete(CHAT_JOBS, QUESTION_JOBS)
         # The chat takes prompts again, and the interview can start.
         assert (await send(http, user, chat_id, "again")).last.event == "done"
         await describe(http, user)
@@ -48,14 +50,14 @@ async def test_a_job_that_cannot_be_queued_undoes_its_state_change(processes: Pr
 
 async def test_a_reply_whose_job_was_lost_is_ended_and_the_chat_is_free(processes: Processes, redis_url: str) -> None:
     url = isolated_url(redis_url)
-    api = processes.api(url, JOB_LEASE_SECONDS="2")  # no worker yet: the job waits in the stream
+    api = processes.api(url, JOB_LEASE_SECONDS="2", QUEUE_MAX_WAIT_SECONDS="1")  # no worker: the job waits
     admin = sync_redis.Redis.from_url(url)
     async with httpx.AsyncClient(base_url=api.url, timeout=20) as http:
         user = auth(await dev_login(http))
         chat_id = await new_chat(http, user)
         waiting = asyncio.create_task(send(http, user, chat_id, "lost"))
-        await eventually(lambda: admin.xlen(JOBS) == 1)
-        admin.delete(JOBS)  # the job is lost (e.g. a Redis without persistence restarted)
+        await eventually(lambda: admin.xlen(CHAT_JOBS) == 1)
+        admin.delete(CHAT_JOBS)  # the job is lost (e.g. a Redis without persistence restarted)
         stream = await asyncio.wait_for(waiting, 10)
         assert stream.last.event == "error"  # ended by the reader within the lease, not forever
         processes.worker(url, JOB_LEASE_SECONDS="2")
@@ -74,12 +76,12 @@ async def test_a_handed_back_job_keeps_its_attempts(processes: Processes, redis_
         user = auth(await dev_login(http))
         await describe(http, user, "handed back")
         await eventually(lambda: len(stub.requests()) == 1)
-        [(old_id, _)] = admin.xrange(JOBS)
+        [(old_id, _)] = admin.xrange(QUESTION_JOBS)
         assert admin.hget(ATTEMPTS, old_id) == "1"
         leaving.signal(signal.SIGTERM)
         assert leaving.process.wait(10) == 0
-        [(new_id, fields)] = admin.xrange(JOBS)
+        [(new_id, fields)] = admin.xrange(QUESTION_JOBS)
         assert new_id != old_id and fields["type"] == "questions"
         assert admin.hgetall(ATTEMPTS) == {new_id: "1"}  # moved with the job, the old entry's cleaned
-        assert admin.xpending(JOBS, "workers")["pending"] == 0
+        assert admin.xpending(QUESTION_JOBS, "workers")["pending"] == 0
     admin.close()

@@ -3,9 +3,13 @@
 - Blocking reads (no polling sleeps), at most WORKER_CONCURRENCY jobs at once.
 - Running jobs are kept claimed every lease/3 (their idle time is the heartbeat); a job idle
   for JOB_LEASE_SECONDS belonged to a dead worker and is taken over.
-- Attempts are counted in Redis (so they survive a worker's death); a failed attempt is retried
-  with exponential backoff up to JOB_MAX_ATTEMPTS, then the handler's give_up() runs. A job whose
-  give_up() itself fails is acknowledged anyway: it is logged, not looped.
+- Chat jobs are read before question jobs, and question jobs fill at most half of the slots, so
+  prompts always find a free slot.
+- Attempts are counted in Redis (so they survive a worker's death). A failed attempt is retried
+  with exponential backoff and jitter, never sooner than the error's `retry_after`, up to
+  JOB_MAX_ATTEMPTS; an error that says a retry cannot help (`retryable = False`) ends the job at
+  once. Then the handler's give_up() runs and the job becomes a dead letter; a job whose
+  give_up() itself fails is buried anyway: it is logged, not looped.
 - Each loop survives any Redis failure (a stall, a failover, a migration): it logs, backs off
   with jitter and goes on; the store's clients follow the topology.
 - SIGTERM: stop reading, let running jobs finish within the grace period, hand back the rest.
@@ -20,6 +24,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
+from backend import logs
 from backend.store.errors import StoreUnavailable
 from backend.store.queue import Job, JobQueue
 from config.settings import Settings
@@ -39,6 +44,7 @@ class JobHandler(Protocol):
 class Runner:
     def __init__(self, queue: JobQueue, settings: Settings, handlers: Mapping[str, JobHandler], consumer: str) -> None:
         self.queue = queue
+        queue.bind(consumer)
         self.handlers = handlers
         self.consumer = consumer
         self.concurrency = settings.WORKER_CONCURRENCY
@@ -47,6 +53,7 @@ class Runner:
         self.retry_base = settings.JOB_RETRY_BASE_SECONDS
         self.grace = settings.WORKER_SHUTDOWN_GRACE_SECONDS
         self.block_ms = 5000
+        self.question_slots = max(1, self.concurrency // 2)
         self.running: dict[str, Job] = {}
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -70,7 +77,7 @@ class Runner:
         delay = 0.1
         while not self._stopping.is_set():
             try:
-                await self.queue.ensure_group()
+                await self.queue.ensure_groups()
                 return
             except StoreUnavailable as error:
                 log.warning("redis unavailable, waiting", extra={"error": str(error)})
@@ -99,7 +106,8 @@ class Runner:
             self._slot_free.clear()
             await self._slot_free.wait()
             return
-        for job in await self.queue.read(self.consumer, free, self.block_ms):
+        questions = sum(1 for job in self.running.values() if job.type == "questions")
+        for job in await self.queue.read(free, self.question_slots - questions, self.block_ms):
             self._start(job)
 
     async def _reclaim(self) -> None:
@@ -107,7 +115,7 @@ class Runner:
         free = self.concurrency - len(self.running)
         if free <= 0:
             return
-        for job in await self.queue.reclaim(self.consumer, self.lease_ms, free):
+        for job in await self.queue.reclaim(self.lease_ms, free):
             if job.id in self.running:
                 continue
             log.info("reclaimed job of a dead worker", extra={"job": job.id, "request_id": job.request_id})
@@ -117,7 +125,7 @@ class Runner:
     async def _keep_claimed(self) -> None:
         await asyncio.sleep(self.lease_ms / 3000)
         if self.running:
-            await self.queue.keep_claimed(self.consumer, list(self.running))
+            await self.queue.keep_claimed(list(self.running.values()))
 
     def _start(self, job: Job) -> None:
         self.running[job.id] = job
@@ -125,9 +133,9 @@ class Runner:
         job.task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
 
     async def _execute(self, job: Job) -> None:
+        logs.request_id.set(job.request_id or None)  # this task's log lines carry it
         try:
             await self._attempts(job)
-            await self.queue.ack(job)
         except asyncio.CancelledError:
             raise  # shutdown: _drain hands the job back
         except Exception as error:
@@ -141,7 +149,8 @@ class Runner:
     async def _attempts(self, job: Job) -> None:
         handler = self.handlers.get(job.type)
         if handler is None:
-            log.error("unknown job type, dropped", extra={"job": job.id, "type": job.type})
+            log.error("unknown job type", extra={"job": job.id, "type": job.type})
+            await self.queue.bury(job, f"unknown job type {job.type!r}")
             return
         while True:
             attempt = await self.queue.next_attempt(job)
@@ -150,28 +159,39 @@ class Runner:
                 return
             try:
                 await handler.run(job)
-                await self._count(job.type, "done")
-                return
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                retryable = getattr(error, "retryable", True)
                 log.warning("job attempt failed", extra={"job": job.id, "type": job.type, "attempt": attempt,
-                                                          "error": repr(error), "request_id": job.request_id})
-                if attempt >= self.max_attempts:
+                                                          "retryable": retryable, "error": repr(error),
+                                                          "request_id": job.request_id})
+                if attempt >= self.max_attempts or not retryable:
                     await self._give_up(handler, job, error)
                     return
                 await self._count(job.type, "retried")
-                await asyncio.sleep(self.retry_base * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
+                await asyncio.sleep(self.retry_delay(attempt, getattr(error, "retry_after", None)))
+            else:
+                await self._count(job.type, "done")
+                await self.queue.ack(job)
+                return
+
+    def retry_delay(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with jitter, never sooner than the provider's Retry-After."""
+        backoff = self.retry_base * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+        return max(backoff, retry_after or 0.0)
 
     async def _give_up(self, handler: JobHandler, job: Job, error: BaseException | None) -> None:
-        """Record the failure; when even that fails, the job is still over (acknowledged by the
-        caller), or a broken failure handler would have it reclaimed and failed forever."""
+        """Record the failure where the user sees it, then keep the job as a dead letter. When
+        recording fails, the job is buried all the same: a broken failure handler must not have
+        it reclaimed and failed forever."""
         try:
             await handler.give_up(job, error)
         except Exception as failure:
-            log.error("recording a failed job failed; the job is dropped",
-                      extra={"job": job.id, "error": repr(failure), "request_id": job.request_id})
+            log.error("recording a failed job failed", extra={"job": job.id, "error": repr(failure),
+                                                              "request_id": job.request_id})
         await self._count(job.type, "failed")
+        await self.queue.bury(job, repr(error) if error is not None else "out of attempts")
 
     async def _count(self, job_type: str, outcome: str) -> None:
         """This process's counter, and the cluster-wide one the API's /metrics reports."""

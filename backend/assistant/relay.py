@@ -23,6 +23,7 @@ from backend.ops.metrics import OPEN_STREAMS
 from backend.store.errors import StoreUnavailable
 from backend.store.pubsub import ClusterHub, Hub
 from backend.store.replies import LOG_PAGE, Replies
+from backend.store.streams import OpenStreams
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 PING = b": ping\n\n"
@@ -157,9 +158,11 @@ class ChunkedSocket:
 
 
 class ReplyRelay:
-    def __init__(self, hub: Hub | ClusterHub, replies: Replies, *, ping_seconds: float, check_seconds: float) -> None:
+    def __init__(self, hub: Hub | ClusterHub, replies: Replies, *, ping_seconds: float, check_seconds: float,
+                 streams: OpenStreams | None = None) -> None:
         self.hub = hub
         self.replies = replies
+        self.streams = streams  # the per-user counts of this process's open streams, extended every round
         self.ping_seconds = ping_seconds
         self.check_seconds = check_seconds  # how often an idle stream checks that its writer is alive
         self.listeners: set[StreamListener] = set()
@@ -190,6 +193,9 @@ class ReplyRelay:
                 if not listener.active:
                     idle.append(listener)
                 listener.active = False
+            if self.streams is not None:
+                with contextlib.suppress(StoreUnavailable):  # they last a few rounds: next round will do
+                    await self.streams.hold()
             if not idle:
                 continue
             replies = list({listener.reply for listener in idle})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import re
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from pydantic import BaseModel, StringConstraints
@@ -11,15 +13,47 @@ from sanic.response import HTTPResponse, json
 
 from backend.assistant.relay import SSE_HEADERS, parse_event_id
 from backend.auth.guard import authenticated
-from backend.errors import BadRequest, Conflict, NotFound, TooManyRequests
+from backend.errors import ApiError, BadRequest, Conflict, NotFound, TooManyRequests
 from backend.parsing import parse_body
-from backend.store.chats import ReplyInFlight
+from backend.store.chats import ReplyInFlight, TooManyChats
 from backend.store.errors import StoreUnavailable
 
 bp = Blueprint("assistant", url_prefix="/assistant")
 
 NO_CHAT = "No such chat."
 QUEUE_FAILED = "The assistant could not take this message. Please send it again."
+
+# GET /assistant/chat pages: `limit` 1..100; `before` is the `next` of an earlier page,
+# "<updatedAt>-<chatId>" in ASCII digits with no leading zero, as the server writes it.
+PAGE_DEFAULT = 50
+PAGE_MAX = 100
+LIMIT = re.compile(r"[1-9][0-9]{0,2}", re.ASCII)
+CURSOR = re.compile(r"(0|[1-9][0-9]{0,15})-([1-9][0-9]{0,17})", re.ASCII)
+STREAMS_RETRY_SECONDS = 5
+
+
+class TooManyStreams(ApiError):
+    status_code = 429
+
+    def __init__(self) -> None:
+        super().__init__("Too many streams are open for this account. Close one and try again.",
+                         headers={"Retry-After": str(STREAMS_RETRY_SECONDS)})
+
+
+@contextlib.asynccontextmanager
+async def open_stream(request: Request) -> AsyncIterator[None]:
+    """Count one SSE stream of the caller (on every pod) while it is open; 429 over the cap.
+    Enter it before the response starts."""
+    streams = request.app.ctx.store.streams
+    user_id = request.ctx.user_id
+    stream_id = await streams.open(user_id)
+    if stream_id is None:
+        raise TooManyStreams
+    try:
+        yield
+    finally:
+        with contextlib.suppress(StoreUnavailable):  # not extended any more: it expires by itself
+            await streams.close(user_id, stream_id)
 
 
 class SendMessageRequest(BaseModel):
@@ -29,14 +63,37 @@ class SendMessageRequest(BaseModel):
 @bp.post("/chat")
 @authenticated
 async def create_chat(request: Request) -> HTTPResponse:
-    chat_id = await request.app.ctx.store.chats.create(request.ctx.user_id)
+    try:
+        chat_id = await request.app.ctx.store.chats.create(request.ctx.user_id)
+    except TooManyChats:
+        limit = request.app.ctx.settings.CHATS_PER_USER_MAX
+        raise Conflict(f"You have reached the limit of {limit} chats. Delete one to start another.") from None
     return json({"chatId": chat_id})
+
+
+def _page(request: Request) -> tuple[int, tuple[int, int] | None]:
+    """`limit` and the position of `before`, strictly parsed."""
+    args = request.get_args(keep_blank_values=True)
+    limit, before = args.get("limit"), args.get("before")
+    if limit is not None and (not LIMIT.fullmatch(limit) or int(limit) > PAGE_MAX):
+        raise BadRequest(f"Invalid query parameter 'limit': an integer from 1 to {PAGE_MAX}.")
+    position = None
+    if before is not None:
+        match = CURSOR.fullmatch(before)
+        if match is None:
+            raise BadRequest("Invalid query parameter 'before': use the 'next' value of an earlier page.")
+        position = (int(match[1]), int(match[2]))
+    return (int(limit) if limit is not None else PAGE_DEFAULT), position
 
 
 @bp.get("/chat")
 @authenticated
 async def list_chats(request: Request) -> HTTPResponse:
-    return json({"chats": await request.app.ctx.store.chats.list(request.ctx.user_id)})
+    limit, before = _page(request)
+    chats, after = await request.app.ctx.store.chats.list(request.ctx.user_id, limit, before)
+    if after is None:
+        return json({"chats": chats})
+    return json({"chats": chats, "next": f"{after[0]}-{after[1]}"})
 
 
 @bp.get("/chat/<chat_id:int>")
@@ -65,21 +122,23 @@ async def send_message(request: Request, chat_id: int) -> HTTPResponse | None:
     wait = await ctx.store.limiter.retry_after("chat", str(user_id), ctx.settings.RATE_LIMIT_CHAT_PER_MINUTE)
     if wait:
         raise TooManyRequests(wait)
-    try:
-        gen = await ctx.store.chats.start_reply(user_id, chat_id, body.prompt)
-    except ReplyInFlight:
-        raise Conflict("A reply is still being written in this chat. Wait for it or stop it first.") from None
-    if gen is None:
-        raise NotFound(NO_CHAT)
-    try:
-        await ctx.store.queue.enqueue("chat", request.ctx.request_id, userId=user_id, chatId=chat_id, gen=gen)
-    except StoreUnavailable:
-        # The prompt is stored but no worker will see it: end the reply so the chat takes prompts.
-        with contextlib.suppress(StoreUnavailable):
-            await ctx.store.replies.finish(user_id, chat_id, gen, "fail", message=QUEUE_FAILED)
-        raise
-    response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
-    await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, 0)
+    ctx.queue_watch.admit()  # workers far behind: 503 with Retry-After, nothing stored
+    async with open_stream(request):  # before the prompt is stored: a 429 changes nothing
+        try:
+            gen = await ctx.store.chats.start_reply(user_id, chat_id, body.prompt)
+        except ReplyInFlight:
+            raise Conflict("A reply is still being written in this chat. Wait for it or stop it first.") from None
+        if gen is None:
+            raise NotFound(NO_CHAT)
+        try:
+            await ctx.store.queue.enqueue("chat", request.ctx.request_id, userId=user_id, chatId=chat_id, gen=gen)
+        except StoreUnavailable:
+            # The prompt is stored but no worker will see it: end the reply so the chat takes prompts.
+            with contextlib.suppress(StoreUnavailable):
+                await ctx.store.replies.finish(user_id, chat_id, gen, "fail", message=QUEUE_FAILED)
+            raise
+        response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
+        await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, 0)
     return None
 
 
@@ -104,8 +163,12 @@ async def resume(request: Request, chat_id: int) -> HTTPResponse | None:
         if event is None or event[0] != gen or event[1] > seq:
             raise BadRequest("Last-Event-ID is not an event of this chat's newest reply.")
         after = event[1]
-    response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
-    await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, after)
+    wait = await ctx.store.limiter.retry_after("stream", str(user_id), ctx.settings.RATE_LIMIT_STREAM_PER_MINUTE)
+    if wait:
+        raise TooManyRequests(wait)
+    async with open_stream(request):
+        response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
+        await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, after)
     return None
 
 

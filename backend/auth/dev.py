@@ -13,13 +13,17 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, html, redirect
 
 from backend.errors import BadRequest
+from backend.headers import origin, page_policy
 
 bp = Blueprint("dev_login", url_prefix="/dev")
 
+# The pages' only inline code; their Content-Security-Policy allows exactly these texts by hash.
+STYLE = """body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem}
+input,button{font-size:1rem;padding:.4rem}
+pre{background:#f3f3f3;padding:.2rem;word-break:break-all;white-space:pre-wrap}"""
+
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem}}
-input,button{{font-size:1rem;padding:.4rem}}
-pre{{background:#f3f3f3;padding:.2rem;word-break:break-all;white-space:pre-wrap}}</style>
+<style>{style}</style>
 </head><body>{body}</body></html>"""
 
 LOGIN_FORM = """<h1>Development login</h1>
@@ -29,8 +33,7 @@ LOGIN_FORM = """<h1>Development login</h1>
 <label>User name <input name="username" required maxlength="64" autofocus></label>
 <button type="submit">Log in</button></form>"""
 
-CALLBACK = """<h1>Logging in…</h1><pre id="out"></pre>
-<script>
+CALLBACK_SCRIPT = """
 const q = new URLSearchParams(location.search);
 fetch('/user/auth-callback?' + new URLSearchParams({code: q.get('code') || '', state: q.get('state') || ''}))
   .then(r => r.json().then(b => [r.status, b]))
@@ -40,7 +43,11 @@ fetch('/user/auth-callback?' + new URLSearchParams({code: q.get('code') || '', s
       ? 'token: ' + b.token + '\\n\\ncurl -H "Authentication: Basic ' + b.token + '" ' + location.origin + '/user/info'
       : b.message;
   });
-</script>"""
+"""
+
+CALLBACK = f"""<h1>Logging in…</h1><pre id="out"></pre>
+<script>{CALLBACK_SCRIPT}</script>"""
+CALLBACK_POLICY = page_policy(scripts=[CALLBACK_SCRIPT], styles=[STYLE])
 
 FORWARDED = ("state", "code_challenge", "redirect_uri")
 
@@ -53,7 +60,11 @@ async def login_page(request: Request) -> HTTPResponse:
     hidden = "\n".join(
         f'<input type="hidden" name="{name}" value="{escape(request.args.get(name))}">' for name in FORWARDED
     )
-    return html(PAGE.format(title="Development login", body=LOGIN_FORM.format(hidden=hidden)))
+    # The form posts here, then is redirected to OAUTH_REDIRECT_URI: both are form targets.
+    redirect_origin = origin(request.app.ctx.settings.OAUTH_REDIRECT_URI)
+    policy = page_policy(styles=[STYLE], form_action=[redirect_origin] if redirect_origin else [])
+    return html(PAGE.format(title="Development login", style=STYLE, body=LOGIN_FORM.format(hidden=hidden)),
+                headers={"Content-Security-Policy": policy})
 
 
 @bp.post("/login")
@@ -75,4 +86,5 @@ async def login_submit(request: Request) -> HTTPResponse:
 
 @bp.get("/callback")
 async def callback_page(request: Request) -> HTTPResponse:
-    return html(PAGE.format(title="Logging in", body=CALLBACK))
+    return html(PAGE.format(title="Logging in", style=STYLE, body=CALLBACK),
+                headers={"Content-Security-Policy": CALLBACK_POLICY})

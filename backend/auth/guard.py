@@ -37,4 +37,5 @@ def authenticated(handler: Handler) -> Handler:
         request.ctx.user_id = int(user["userId"])
         return await handler(request, *args, **kwargs)
 
+    wrapper.authenticated = True  # type: ignore[attr-defined]  # backend/headers.py: no-store, Vary
     return wrapper

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -15,19 +17,30 @@ from urllib.parse import urlencode
 import httpx2
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
+from joserfc.jws import JWSRegistry
 
 from backend.errors import BadGateway, BadRequest, ServiceUnavailable
 from backend.store.logins import Logins
 from config.settings import Settings
+
+log = logging.getLogger("backend.auth")
+
+METADATA_TTL_SECONDS = 3600.0
+METADATA_RETRY_SECONDS = 60.0  # a failed refresh is retried this often; the last good document serves meanwhile
+ID_TOKEN_LEEWAY_SECONDS = 60  # clock skew allowed on exp / iat / nbf
+# userinfo_endpoint too: the profile is always read there
+REQUIRED_METADATA = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint")
 
 
 @dataclass(frozen=True)
 class Identity:
     subject: str
     username: str
+    issuer: str | None = None  # oidc: identities are keyed by issuer and subject
 
 
 class Provider(Protocol):
@@ -76,32 +89,88 @@ class _ProviderCalls:
 
 
 class OidcProvider(_ProviderCalls):
-    """Any OpenID Connect provider with discovery."""
+    """Any OpenID Connect provider with discovery.
+
+    The discovery document is re-read every `metadata_ttl` seconds; while the provider fails to
+    answer, the last good document keeps being used (retried every `retry_after_error` seconds).
+    Its keys (JWKS) are re-read with it, and once more when an id_token names a key id that is
+    not in the set held (the provider rotated its keys), never on any other error.
+    """
 
     name = "oidc"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metadata_ttl: float = METADATA_TTL_SECONDS,
+                 retry_after_error: float = METADATA_RETRY_SECONDS) -> None:
         super().__init__(settings)
+        self.issuer = settings.OIDC_ISSUER.rstrip("/")
+        self.metadata_ttl = metadata_ttl
+        self.retry_after_error = retry_after_error
         self._metadata: dict[str, Any] | None = None
+        self._algorithms: list[str] = []
+        self._fresh_until = 0.0  # time.monotonic()
         self._keyset: KeySet | None = None
+        self._metadata_lock = asyncio.Lock()  # one refresh at a time; the others wait for its result
+        self._keys_lock = asyncio.Lock()
 
     async def metadata(self) -> dict[str, Any]:
-        if self._metadata is None:
-            url = self.settings.OIDC_ISSUER.rstrip("/") + "/.well-known/openid-configuration"
-            self._metadata = await self.guarded(self._get_json(url))
-        return self._metadata
+        if self._metadata is not None and time.monotonic() < self._fresh_until:
+            return self._metadata
+        async with self._metadata_lock:
+            if self._metadata is not None and time.monotonic() < self._fresh_until:
+                return self._metadata  # refreshed by another request meanwhile
+            try:
+                document = await self._load_metadata()
+            except (BadGateway, ServiceUnavailable) as error:
+                if self._metadata is None:
+                    raise
+                log.warning("oidc discovery failed, using the previous document", extra={"error": str(error)})
+                self._fresh_until = time.monotonic() + self.retry_after_error
+                return self._metadata
+            self._metadata, self._algorithms = document, id_token_algorithms(document)
+            self._keyset = None  # re-read with the document: keys the provider dropped are dropped here too
+            self._fresh_until = time.monotonic() + self.metadata_ttl
+            return document
 
-    async def _get_json(self, url: str) -> Any:
+    async def _load_metadata(self) -> dict[str, Any]:
+        document = await self._get_json(self.issuer + "/.well-known/openid-configuration")
+        missing = [name for name in REQUIRED_METADATA if not isinstance(document.get(name), str) or not document[name]]
+        if missing:
+            log.warning("oidc discovery document incomplete", extra={"missing": missing})
+            raise BadGateway("Login failed: the login provider's configuration is incomplete.")
+        if document["issuer"].rstrip("/") != self.issuer:
+            log.warning("oidc issuer mismatch", extra={"configured": self.issuer, "advertised": document["issuer"]})
+            raise BadGateway("Login failed: the login provider's configuration names another issuer.")
+        id_token_algorithms(document)  # raises when no usable algorithm is advertised
+        return document
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        """A provider document (discovery, JWKS): unreachable or too slow 503, anything but a JSON object 502."""
         async with httpx2.AsyncClient(timeout=self.settings.OAUTH_TIMEOUT_SECONDS) as http:
-            response = await http.get(url)
-            response.raise_for_status()
-            return response.json()
+            response = await self.guarded(http.get(url))
+        if response.status_code != 200:
+            raise BadGateway(f"Login failed: the login provider answered {response.status_code}.")
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            raise BadGateway("Login failed: the login provider sent an invalid answer.")
+        return document
 
-    async def keyset(self, refresh: bool = False) -> KeySet:
-        if self._keyset is None or refresh:
-            jwks = await self.guarded(self._get_json((await self.metadata())["jwks_uri"]))
-            self._keyset = KeySet.import_key_set(jwks)
-        return self._keyset
+    async def keyset(self, stale: KeySet | None = None) -> KeySet:
+        """The provider's signing keys. Passing the set a token's key id was not found in re-reads
+        them, once: concurrent callers with the same stale set share one fetch."""
+        if self._keyset is not None and self._keyset is not stale:
+            return self._keyset
+        async with self._keys_lock:
+            if self._keyset is not None and self._keyset is not stale:
+                return self._keyset
+            jwks = await self._get_json((await self.metadata())["jwks_uri"])
+            try:
+                self._keyset = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+            except (JoseError, KeyError, TypeError, ValueError):
+                raise BadGateway("Login failed: the login provider sent invalid signing keys.") from None
+            return self._keyset
 
     async def authorize_url(self, state: str, code_verifier: str, nonce: str) -> str:
         endpoint = (await self.metadata())["authorization_endpoint"]
@@ -114,37 +183,66 @@ class OidcProvider(_ProviderCalls):
         async with self.client() as client:
             token = await self.guarded(client.fetch_token(meta["token_endpoint"], code=code,
                                                           code_verifier=code_verifier))
-            claims = await self.verify_id_token(token.get("id_token"), nonce)
+            if not isinstance(token.get("access_token"), str):
+                raise BadGateway("Login failed: the login provider sent no access token.")
+            claims = await self.verify_id_token(token.get("id_token"), nonce, token["access_token"])
             response = await self.guarded(client.get(meta["userinfo_endpoint"]))
         if response.status_code >= 400:
             raise BadGateway(f"Login failed: the login provider answered {response.status_code}.")
-        profile = response.json()
-        subject = str(profile.get("sub") or claims.get("sub") or "")
-        if not subject or (claims.get("sub") and str(claims["sub"]) != subject):
-            raise BadGateway("Login failed: the login provider sent an inconsistent profile.")
-        username = (profile.get("preferred_username") or profile.get("name") or profile.get("email")
-                    or subject)
-        return Identity(subject=subject, username=str(username))
-
-    async def verify_id_token(self, id_token: str | None, nonce: str) -> dict[str, Any]:
-        if not id_token:
-            raise BadGateway("Login failed: the login provider sent no id_token.")
         try:
+            profile = response.json()
+        except ValueError:
+            profile = None
+        # OIDC Core 5.3.2: the userinfo `sub` is always present and must be the id_token's.
+        if not isinstance(profile, dict) or profile.get("sub") != claims["sub"]:
+            raise BadGateway("Login failed: the login provider sent an invalid or inconsistent profile.")
+        subject = claims["sub"]
+        username = next((value for name in ("preferred_username", "name", "email")
+                         if isinstance(value := profile.get(name), str) and value.strip()), subject)
+        return Identity(subject=subject, username=username, issuer=self.issuer)
+
+    async def verify_id_token(self, id_token: Any, nonce: str, access_token: str | None = None) -> dict[str, Any]:
+        """The id_token's claims, checked with authlib's `CodeIDToken`: signature by a key of the
+        provider's JWKS with an algorithm it advertises (never `none`), iss, aud, nonce, exp, iat."""
+        if not isinstance(id_token, str) or not id_token:
+            raise BadGateway("Login failed: the login provider sent no id_token.")
+        meta = await self.metadata()
+        registry = JWSRegistry(algorithms=self._algorithms, strict_check_header=False)
+        try:
+            keys = await self.keyset()
             try:
-                decoded = jwt.decode(id_token, await self.keyset())
-            except JoseError:
-                decoded = jwt.decode(id_token, await self.keyset(refresh=True))  # keys rotated
-            issuer = (await self.metadata())["issuer"]
-            jwt.JWTClaimsRegistry(
-                leeway=60,
-                iss={"essential": True, "value": issuer},
-                aud={"essential": True, "value": self.settings.OAUTH_CLIENT_ID},
-                nonce={"essential": True, "value": nonce},
-                sub={"essential": True},
-            ).validate(decoded.claims)
-        except (JoseError, ValueError):
-            raise BadRequest("Login failed: the id_token did not verify.") from None
-        return dict(decoded.claims)
+                decoded = jwt.decode(id_token, keys, registry=registry)
+            except InvalidKeyIdError:  # a key id not in the set held: the provider rotated its keys
+                decoded = jwt.decode(id_token, await self.keyset(stale=keys), registry=registry)
+            options: dict[str, Any] = {
+                "iss": {"essential": True, "value": meta["issuer"]},
+                "aud": {"essential": True, "value": self.settings.OAUTH_CLIENT_ID},
+                "sub": {"essential": True},
+                "exp": {"essential": True},
+                "nonce": {"essential": True, "value": nonce},
+            }
+            params = {"nonce": nonce, "client_id": self.settings.OAUTH_CLIENT_ID, "access_token": access_token}
+            claims = CodeIDToken(decoded.claims, decoded.header, options, params)
+            claims.validate(now=int(time.time()), leeway=ID_TOKEN_LEEWAY_SECONDS)
+        except (JoseError, ValueError) as error:
+            reason = getattr(error, "error", "") or "invalid"
+            log.warning("oidc id_token refused", extra={"reason": reason, "error": str(error)})
+            raise BadRequest(f"Login failed: the id_token was refused ({reason}).") from None
+        return dict(claims)
+
+
+def id_token_algorithms(document: dict[str, Any]) -> list[str]:
+    """The id_token signing algorithms to accept: those the provider advertises (RS256 when it
+    says nothing, as OIDC Discovery specifies), verified with its JWKS: never `none`, and not the
+    HS* algorithms, whose key would be the client secret."""
+    advertised = document.get("id_token_signing_alg_values_supported") or ["RS256"]
+    if not isinstance(advertised, list) or not all(isinstance(alg, str) for alg in advertised):
+        raise BadGateway("Login failed: the login provider's configuration is invalid.")
+    usable = [alg for alg in advertised if alg in JWSRegistry.algorithms and alg != "none" and not alg.startswith("HS")]
+    if not usable:
+        log.warning("oidc provider advertises no usable id_token algorithm", extra={"advertised": advertised})
+        raise BadGateway("Login failed: the login provider signs id_tokens with no algorithm this service accepts.")
+    return usable
 
 
 class GithubProvider(_ProviderCalls):
@@ -164,7 +262,12 @@ class GithubProvider(_ProviderCalls):
             response = await self.guarded(client.get(f"{self.settings.GITHUB_API_URL}/user"))
         if response.status_code >= 400:
             raise BadGateway(f"Login failed: GitHub answered {response.status_code}.")
-        profile = response.json()
+        try:
+            profile = response.json()
+        except ValueError:
+            profile = None
+        if not isinstance(profile, dict) or profile.get("id") is None or not profile.get("login"):
+            raise BadGateway("Login failed: GitHub sent an invalid profile.")
         return Identity(subject=str(profile["id"]), username=str(profile["login"]))
 
 

@@ -44,7 +44,8 @@ async def auth_callback(request: Request) -> HTTPResponse:
         raise BadRequest("Unknown or expired login state. Please start the login again.")
     verifier, nonce = grant
     identity = await ctx.provider.identify(code, verifier, nonce)
-    _, token = await ctx.store.users.login(ctx.provider.name, identity.subject, identity.username)
+    _, token = await ctx.store.users.login(ctx.provider.name, identity.subject, identity.username,
+                                           issuer=identity.issuer)
     return json({"token": token})
 
 

@@ -35,6 +35,7 @@ async def skill_description(request: Request) -> HTTPResponse:
     wait = await ctx.store.limiter.retry_after("interview", str(user_id), ctx.settings.RATE_LIMIT_INTERVIEW_PER_MINUTE)
     if wait:
         raise TooManyRequests(wait)
+    ctx.queue_watch.admit()  # workers far behind: 503 with Retry-After, nothing stored
     interview_id = await ctx.store.interview.start(user_id, body.description)
     try:
         await ctx.store.queue.enqueue("questions", request.ctx.request_id, userId=user_id, interviewId=interview_id)

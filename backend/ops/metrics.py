@@ -24,6 +24,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, raw
 
+from backend.ops.queue_watch import QueueWatch
+from backend.store.errors import StoreUnavailable
+
 REQUESTS = Counter("ai_http_requests_total", "HTTP requests by route, method and status",
                    ["route", "method", "status"])
 LATENCY = Histogram("ai_http_request_seconds", "Time to the response head by route",
@@ -41,46 +44,69 @@ def registry() -> CollectorRegistry:
     return REGISTRY
 
 
-async def cluster_lines(request: Request) -> list[str]:
-    queue = request.app.ctx.store.queue
-    lag, pending = await queue.depth()
-    outcomes = await queue.outcomes()
-    lines = [
-        "# HELP ai_jobs_queue_depth Jobs waiting in the stream, not yet taken by a worker",
-        "# TYPE ai_jobs_queue_depth gauge", f"ai_jobs_queue_depth {lag}",
-        "# HELP ai_jobs_pending Jobs taken by a worker and not yet acknowledged",
-        "# TYPE ai_jobs_pending gauge", f"ai_jobs_pending {pending}",
-        "# HELP ai_jobs_total Jobs by type and outcome (done, failed, retried, reclaimed), all workers",
-        "# TYPE ai_jobs_total counter",
+def shedding_lines(watch: QueueWatch) -> list[str]:
+    """This pod's view of the queue: what its load shedding acts on."""
+    return [
+        "# HELP ai_api_queue_wait_seconds Oldest job not yet taken by a worker, as this pod last saw it",
+        "# TYPE ai_api_queue_wait_seconds gauge", f"ai_api_queue_wait_seconds {watch.oldest_wait:.3f}",
+        "# HELP ai_api_shedding Whether this pod refuses new prompts and descriptions now (QUEUE_MAX_WAIT_SECONDS)",
+        "# TYPE ai_api_shedding gauge", f"ai_api_shedding {int(watch.oldest_wait > watch.max_wait)}",
     ]
+
+
+async def cluster_lines(request: Request) -> list[str]:
+    """Series of the whole deployment, read from Redis; exported by one pod (the lease holder)."""
+    queue = request.app.ctx.store.queue
+    streams = await queue.streams()
+    outcomes = await queue.outcomes()
+    lines = ["# HELP ai_jobs_queue_depth Jobs waiting in their stream, not yet taken by a worker",
+             "# TYPE ai_jobs_queue_depth gauge"]
+    lines += [f'ai_jobs_queue_depth{{type="{s.type}"}} {s.waiting}' for s in streams]
+    lines += ["# HELP ai_jobs_pending Jobs taken by a worker and not yet acknowledged",
+              "# TYPE ai_jobs_pending gauge"]
+    lines += [f'ai_jobs_pending{{type="{s.type}"}} {s.pending}' for s in streams]
+    lines += ["# HELP ai_jobs_oldest_wait_seconds Age of the oldest job not yet taken by a worker",
+              "# TYPE ai_jobs_oldest_wait_seconds gauge"]
+    lines += [f'ai_jobs_oldest_wait_seconds{{type="{s.type}"}} {s.oldest_wait_seconds:.3f}' for s in streams]
+    lines += ["# HELP ai_jobs_dead Jobs that failed for good, kept as dead letters (python -m workers.admin dead)",
+              "# TYPE ai_jobs_dead gauge", f"ai_jobs_dead {await queue.dead_count()}",
+              "# HELP ai_jobs_total Jobs by type and outcome (done, failed, retried, reclaimed), all workers",
+              "# TYPE ai_jobs_total counter"]
     for field, count in sorted(outcomes.items()):
         job_type, _, outcome = field.partition(":")
-        if job_type == "llm":
-            continue
-        lines.append(f'ai_jobs_total{{type="{job_type}",outcome="{outcome}"}} {count}')
-    lines += ["# HELP ai_llm_chunks_total Reply chunks streamed from the LLM, all workers",
-              "# TYPE ai_llm_chunks_total counter", f"ai_llm_chunks_total {outcomes.get('llm:chunks', 0)}"]
+        if job_type != "llm":
+            lines.append(f'ai_jobs_total{{type="{job_type}",outcome="{outcome}"}} {count}')
     return lines
 
 
 @bp.get("/metrics")
 async def metrics(request: Request) -> HTTPResponse:
     body = generate_latest(registry())
+    watch: QueueWatch = request.app.ctx.queue_watch
+    body += ("\n".join(shedding_lines(watch)) + "\n").encode()
+    if not watch.leader:
+        body += b"# cluster-wide job series are exported by one API pod (the metrics-leader lease)\n"
+        return raw(body, content_type=CONTENT_TYPE_LATEST)
     try:
         body += ("\n".join(await cluster_lines(request)) + "\n").encode()
-    except Exception:
+    except StoreUnavailable:
         body += b"# cluster-wide series unavailable: Redis did not answer\n"
     return raw(body, content_type=CONTENT_TYPE_LATEST)
 
 
 _series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
+# Label values come from fixed sets, whatever clients send: any other method is "other", a path
+# that matched no route is "unmatched" (the route label is the route's pattern, never the path).
+METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+
 
 def observe(request: Request, response: HTTPResponse, seconds: float) -> None:
     route = request.route.path if request.route else "unmatched"
-    key = (route, request.method, response.status)
+    method = request.method if request.method in METHODS else "other"
+    key = (route, method, response.status)
     series = _series.get(key)
     if series is None:  # labels() is a locked dict lookup: resolve each series once
-        series = _series[key] = (REQUESTS.labels(route, request.method, str(response.status)), LATENCY.labels(route))
+        series = _series[key] = (REQUESTS.labels(route, method, str(response.status)), LATENCY.labels(route))
     series[0].inc()
     series[1].observe(seconds)

@@ -22,6 +22,17 @@ class ReplyInFlight(StoreError):
     """The chat already has a reply being written."""
 
 
+class TooManyChats(StoreError):
+    """The user already holds the most chats allowed."""
+
+
+class CreateChat(IntEnum):
+    """lua/create_chat.lua's answer."""
+
+    AT_CAP = 0
+    CREATED = 1
+
+
 class StartReply(IntEnum):
     """lua/start_reply.lua's answers other than a new generation."""
 
@@ -39,42 +50,73 @@ class DeleteChat(IntEnum):
 
 @translate_errors
 class Chats:
-    def __init__(self, redis: AnyRedis, scripts: Scripts, replies: Replies) -> None:
+    def __init__(self, redis: AnyRedis, scripts: Scripts, replies: Replies, *, max_chats: int,
+                 max_messages: int) -> None:
         self.redis = redis
         self.scripts = scripts
         self.replies = replies
+        self.max_chats = max_chats  # per user
+        self.max_messages = max_messages  # kept per chat, the newest (the scripts that add one trim)
 
     async def create(self, user_id: int) -> int:
+        """The new chat's id; TooManyChats when the user holds `max_chats` already."""
         chat_id = int(await self.redis.incr(keys.CHAT_SEQ))
-        await self.scripts.create_chat(keys=[keys.chat(user_id, chat_id), keys.chats(user_id)],
-                                       args=[chat_id, now_ms()])
+        created = await self.scripts.create_chat(keys=[keys.chat(user_id, chat_id), keys.chats(user_id)],
+                                                 args=[chat_id, now_ms(), self.max_chats])
+        if int(created) != CreateChat.CREATED:
+            raise TooManyChats
         return chat_id
 
-    async def list(self, user_id: int) -> list[dict[str, Any]]:
-        chat_ids = await self.redis.zrevrange(keys.chats(user_id), 0, -1)
-        if not chat_ids:
-            return []
+    async def list(self, user_id: int, limit: int, before: tuple[int, int] | None = None
+                   ) -> tuple[list[dict[str, Any]], tuple[int, int] | None]:
+        """A page of the user's chats, most recently updated first, and the position to read the
+        next page from (None on the last page).
+
+        A position is (updatedAt, chatId) of the last chat of a page. The index is a sorted set
+        by updatedAt whose ties Redis orders by member (the chat id as a string, bytewise), so
+        the page after a position is the rest of its tie (members below it) and then the scores
+        below it: stable across ties, and a chat updated meanwhile moves above every position.
+        """
+        index = keys.chats(user_id)
+        if before is None:
+            rows = await self.redis.zrange(index, "+inf", "-inf", desc=True, byscore=True, withscores=True,
+                                           offset=0, num=limit + 1)
+        else:
+            score, member = before[0], str(before[1])
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrange(index, score, score, byscore=True, withscores=True)  # the tie, at most max_chats
+                pipe.zrange(index, f"({score}", "-inf", desc=True, byscore=True, withscores=True, offset=0,
+                            num=limit + 1)
+                tie, older = await pipe.execute()
+            rows = sorted(((m, s) for m, s in tie if m.encode() < member.encode()), reverse=True) + older
+        page, more = rows[:limit], len(rows) > limit
+        if not page:
+            return [], None
         async with self.redis.pipeline(transaction=False) as pipe:
-            for chat_id in chat_ids:
+            for chat_id, _ in page:
                 pipe.hmget(keys.chat(user_id, chat_id), "title", "createdAt", "updatedAt")
-            rows = await pipe.execute()
-        return [
+            fields = await pipe.execute()
+        chats = [
             {"chatId": int(chat_id), "title": title, "createdAt": int(created), "updatedAt": int(updated)}
-            for chat_id, (title, created, updated) in zip(chat_ids, rows, strict=True)
+            for (chat_id, _), (title, created, updated) in zip(page, fields, strict=True)
             if created is not None
         ]
+        last_id, last_score = page[-1]
+        return chats, ((int(last_score), int(last_id)) if more else None)
 
     async def get(self, user_id: int, chat_id: int) -> dict[str, Any] | None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hget(keys.chat(user_id, chat_id), "createdAt")
-            pipe.lrange(keys.messages(user_id, chat_id), 0, -1)
+            pipe.lrange(keys.messages(user_id, chat_id), -self.max_messages, -1)
             created, raw_messages = await pipe.execute()
         if created is None:
             return None
         return {"chatId": chat_id, "createdAt": int(created), "messages": [orjson.loads(m) for m in raw_messages]}
 
     async def history(self, user_id: int, chat_id: int) -> list[dict[str, Any]]:
-        return [orjson.loads(m) for m in await self.redis.lrange(keys.messages(user_id, chat_id), 0, -1)]
+        """The newest `max_messages` messages of the chat, oldest first."""
+        raw = await self.redis.lrange(keys.messages(user_id, chat_id), -self.max_messages, -1)
+        return [orjson.loads(m) for m in raw]
 
     async def delete(self, user_id: int, chat_id: int) -> bool:
         while True:
@@ -101,7 +143,7 @@ class Chats:
         gen = int(
             await self.scripts.start_reply(
                 keys=[keys.chat(user_id, chat_id), keys.messages(user_id, chat_id), keys.chats(user_id)],
-                args=[chat_id, message, title, now],
+                args=[chat_id, message, title, now, self.max_messages],
             )
         )
         if gen == StartReply.NO_CHAT:

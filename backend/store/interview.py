@@ -53,6 +53,10 @@ class Interview:
             return None
         return description
 
+    async def reopen(self, user_id: int, interview_id: int) -> bool:
+        """A failed generation is retried: the interview waits for questions again (if current)."""
+        return bool(await self.scripts.reopen_interview(keys=[keys.user(user_id)], args=[interview_id]))
+
     async def fail(self, user_id: int, interview_id: int) -> bool:
         return bool(await self.scripts.fail_interview(keys=[keys.user(user_id)], args=[interview_id]))
 

@@ -7,15 +7,21 @@ Cluster slot. Global keys (counters, identities, login states, the job stream) s
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 PREFIX = "ai:"
 
 USER_SEQ = PREFIX + "seq:user"
 CHAT_SEQ = PREFIX + "seq:chat"
 QUESTION_SEQ = PREFIX + "seq:question"
-# The job stream and its attempt counts share a hash tag: requeue_job.lua touches both.
-JOBS = PREFIX + "{jobs}"
+# The job streams, their attempt counts and the dead letters share a hash tag: the queue's
+# scripts touch several of them, and a worker reads both streams in one call.
+CHAT_JOBS = PREFIX + "{jobs}:chat"
+QUESTION_JOBS = PREFIX + "{jobs}:questions"
+JOB_STREAMS = {"chat": CHAT_JOBS, "questions": QUESTION_JOBS}  # in the order workers take them
 JOB_GROUP = "workers"
 JOB_ATTEMPTS = PREFIX + "{jobs}:attempts"
+DEAD_JOBS = PREFIX + "{jobs}:dead"
 JOB_STATS = PREFIX + "stats:jobs"  # "<type>:<outcome>" -> count, for /metrics
 
 
@@ -78,8 +84,18 @@ def reply_channel(user_id: int | str, chat_id: int | str, gen: int | str, db: in
     return _user(user_id) + f"chat:{chat_id}:reply:{gen}" + _db(db)
 
 
-def identity(provider: str, subject: str) -> str:
-    return f"{PREFIX}identity:{provider}:{subject}"
+def open_streams(user_id: int | str) -> str:
+    """The user's open SSE streams, on every pod: stream id -> expiry (ms, Redis time)."""
+    return _user(user_id) + "streams"
+
+
+def identity(provider: str, subject: str, issuer: str | None = None) -> str:
+    """The user id bound to a provider identity. With an issuer (oidc), keyed by issuer and
+    subject; the issuer is percent-encoded (no ':' left in it), so no issuer and subject pair
+    can spell another's key. Without one, the key of identities made before issuers were kept."""
+    if issuer is None:
+        return f"{PREFIX}identity:{provider}:{subject}"
+    return f"{PREFIX}identity:{provider}:{quote(issuer, safe='/')}:{subject}"
 
 
 def oauth_state(state: str) -> str:
@@ -92,3 +108,7 @@ def dev_code(code: str) -> str:
 
 def rate_limit(name: str, who: str) -> str:
     return f"{PREFIX}rate:{name}:{who}"
+
+
+def lease(name: str) -> str:
+    return f"{PREFIX}lease:{name}"

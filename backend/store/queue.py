@@ -1,8 +1,16 @@
 """The job queue, both sides: the API enqueues; workers read, keep claimed, reclaim, count
-attempts, acknowledge and hand back. One Redis Stream with one consumer group."""
+attempts, acknowledge, hand back and bury; operators inspect and revive dead letters.
+
+One Redis Stream per job type with one consumer group each. Chat jobs are taken before
+question jobs, and question jobs may fill at most half of a worker's slots, so a burst of skill
+descriptions never delays a prompt's first token. A job that fails for good becomes a dead
+letter (its fields, error, attempts and time) in one more stream.
+"""
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -14,12 +22,14 @@ from backend.store.errors import translate_errors
 from backend.store.scripts import Scripts
 
 JobType = Literal["questions", "chat"]
+DEAD_LETTERS_KEPT = 10_000  # the dead-letter stream is capped (approximately) at this many
 
 
 @dataclass
 class Job:
     id: str
     fields: dict[str, str]
+    stream: str = keys.CHAT_JOBS
     task: Any = field(default=None, repr=False)  # the worker's asyncio task running it
 
     @property
@@ -31,28 +41,84 @@ class Job:
         return self.fields.get("requestId", "")
 
 
+@dataclass
+class StreamState:
+    """One job stream as an operator sees it."""
+
+    type: str
+    length: int
+    waiting: int  # entries not yet delivered to any worker
+    pending: int  # delivered, not yet acknowledged
+    oldest_wait_seconds: float  # age of the oldest entry not yet delivered (0 when none)
+    consumers: list[dict[str, Any]]
+
+
+def entry_ms(entry_id: str) -> int:
+    return int(entry_id.partition("-")[0])
+
+
 @translate_errors
 class JobQueue:
     def __init__(self, redis: AnyRedis, scripts: Scripts, blocking: AnyRedis | None = None) -> None:
         self.redis = redis
         self.scripts = scripts
         self.blocking = blocking or redis  # a client whose read timeout allows for BLOCK
+        self._consumer = ""
 
     async def enqueue(self, job_type: JobType, request_id: str, **fields: str | int) -> str:
         """Append a job; any worker of the group takes it. Returns the stream entry id."""
         entry = {"type": job_type, "requestId": request_id, **{k: str(v) for k, v in fields.items()}}
-        return await self.redis.xadd(keys.JOBS, entry)  # type: ignore[arg-type]
+        return await self.redis.xadd(keys.JOB_STREAMS[job_type], entry)  # type: ignore[arg-type]
+
+    async def streams(self) -> list[StreamState]:
+        """Depth, lag, pending jobs, consumers and the oldest waiting job of each stream."""
+        states = []
+        for job_type, stream in keys.JOB_STREAMS.items():
+            try:
+                groups = await self.redis.xinfo_groups(stream)
+                length = await self.redis.xlen(stream)
+            except ResponseError:  # no stream yet
+                states.append(StreamState(job_type, 0, 0, 0, 0.0, []))
+                continue
+            group = next((g for g in groups if g["name"] == keys.JOB_GROUP), None)
+            if group is None:
+                states.append(StreamState(job_type, length, length, 0, await self._age_after(stream, "-"), []))
+                continue
+            consumers = [{"name": c["name"], "pending": int(c["pending"]), "idleMs": int(c["idle"])}
+                         for c in await self.redis.xinfo_consumers(stream, keys.JOB_GROUP)]
+            waiting = int(group.get("lag") or 0)
+            age = await self._age_after(stream, "(" + group["last-delivered-id"]) if waiting else 0.0
+            states.append(StreamState(job_type, length, waiting, int(group["pending"]), age, consumers))
+        return states
+
+    async def _age_after(self, stream: str, start: str) -> float:
+        first = await self.redis.xrange(stream, min=start, count=1)
+        return max(0.0, time.time() - entry_ms(first[0][0]) / 1000) if first else 0.0
+
+    async def oldest_wait(self) -> float:
+        """Seconds the oldest job not yet taken by any worker has waited (0 when none): the load
+        shedding signal, two or three calls per stream."""
+        oldest = 0.0
+        for stream in keys.JOB_STREAMS.values():
+            try:
+                groups = await self.redis.xinfo_groups(stream)
+            except ResponseError:  # no stream yet
+                continue
+            group = next((g for g in groups if g["name"] == keys.JOB_GROUP), None)
+            if group is None:
+                oldest = max(oldest, await self._age_after(stream, "-"))
+            elif group.get("lag") != 0:  # 0: nothing waits; None: unknown (entries deleted), look
+                oldest = max(oldest, await self._age_after(stream, "(" + group["last-delivered-id"]))
+        return oldest
 
     async def depth(self) -> tuple[int, int]:
-        """(entries not yet delivered to any worker, entries delivered and not yet acknowledged)."""
-        try:
-            groups = await self.redis.xinfo_groups(keys.JOBS)
-        except ResponseError:  # no stream yet
-            return 0, 0
-        for group in groups:
-            if group["name"] == keys.JOB_GROUP:
-                return int(group.get("lag") or 0), int(group["pending"])
-        return int(await self.redis.xlen(keys.JOBS)), 0
+        """(jobs not yet delivered to any worker, jobs delivered and not yet acknowledged)."""
+        states = await self.streams()
+        return sum(s.waiting for s in states), sum(s.pending for s in states)
+
+    async def hold_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        """Take or keep a named lease (one holder at a time across pods)."""
+        return bool(await self.scripts.hold_lease(keys=[keys.lease(name)], args=[holder, int(ttl_seconds * 1000)]))
 
     async def outcomes(self) -> dict[str, int]:
         """Cluster-wide counters: "<type>:<outcome>" -> count (and "llm:chunks")."""
@@ -63,53 +129,117 @@ class JobQueue:
 
     # The worker's side.
 
-    async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(keys.JOBS, keys.JOB_GROUP, id="0", mkstream=True)
-        except ResponseError as error:
-            if "BUSYGROUP" not in str(error):
-                raise
+    async def ensure_groups(self) -> None:
+        for stream in keys.JOB_STREAMS.values():
+            try:
+                await self.redis.xgroup_create(stream, keys.JOB_GROUP, id="0", mkstream=True)
+            except ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
 
-    async def read(self, consumer: str, count: int, block_ms: int) -> list[Job]:
-        """New jobs for this consumer, waiting up to block_ms for one."""
+    async def read(self, free: int, free_for_questions: int, block_ms: int) -> list[Job]:
+        """New jobs for this consumer: chat jobs first, then at most `free_for_questions` question
+        jobs; when there are none, wait up to block_ms for the next of either."""
         try:
-            reply = await self.blocking.xreadgroup(keys.JOB_GROUP, consumer, {keys.JOBS: ">"}, count=count,
-                                                   block=block_ms)
+            jobs = await self._take(self.redis, {keys.CHAT_JOBS: ">"}, free)
+            if free_for_questions > 0 and len(jobs) < free:
+                room = min(free_for_questions, free - len(jobs))
+                jobs += await self._take(self.redis, {keys.QUESTION_JOBS: ">"}, room)
+            if jobs:
+                return jobs
+            streams = {keys.CHAT_JOBS: ">"}
+            if free_for_questions > 0:
+                streams[keys.QUESTION_JOBS] = ">"
+            return await self._take(self.blocking, streams, 1, block_ms)  # at most one of each type
         except ResponseError as error:
-            if "NOGROUP" not in str(error):  # else the stream was deleted (e.g. FLUSHALL)
+            if "NOGROUP" not in str(error):  # else a stream was deleted (e.g. FLUSHALL)
                 raise
-            await self.ensure_group()
+            await self.ensure_groups()
             return []
-        return [Job(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries]
 
-    async def keep_claimed(self, consumer: str, entry_ids: list[str]) -> None:
+    async def _take(self, client: AnyRedis, streams: dict[str, str], count: int,
+                    block_ms: int | None = None) -> list[Job]:
+        reply = await client.xreadgroup(keys.JOB_GROUP, self._consumer, streams, count=count, block=block_ms)
+        return [Job(entry_id, fields, stream) for stream, entries in reply or [] for entry_id, fields in entries]
+
+    def bind(self, consumer: str) -> None:
+        """The consumer name this process reads as."""
+        self._consumer = consumer
+
+    async def keep_claimed(self, jobs: list[Job]) -> None:
         """Reset the idle time of running jobs (their heartbeat), 500 ids a call."""
-        for start in range(0, len(entry_ids), 500):
-            await self.redis.xclaim(keys.JOBS, keys.JOB_GROUP, consumer, 0, entry_ids[start:start + 500],
-                                    justid=True)
+        by_stream: dict[str, list[str]] = defaultdict(list)
+        for job in jobs:
+            by_stream[job.stream].append(job.id)
+        for stream, ids in by_stream.items():
+            for start in range(0, len(ids), 500):
+                await self.redis.xclaim(stream, keys.JOB_GROUP, self._consumer, 0, ids[start:start + 500],
+                                        justid=True)
 
-    async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[Job]:
-        """Jobs of dead workers (idle past the lease), now this consumer's."""
-        _, entries, deleted = await self.redis.xautoclaim(keys.JOBS, keys.JOB_GROUP, consumer,
-                                                          min_idle_time=min_idle_ms, start_id="0-0", count=count)
-        if deleted:
-            await self.redis.xack(keys.JOBS, keys.JOB_GROUP, *deleted)
-        return [Job(entry_id, fields) for entry_id, fields in entries if fields is not None]
+    async def reclaim(self, min_idle_ms: int, count: int) -> list[Job]:
+        """Jobs of dead workers (idle past the lease), now this consumer's; chat jobs first."""
+        jobs: list[Job] = []
+        for stream in keys.JOB_STREAMS.values():
+            if len(jobs) >= count:
+                break
+            _, entries, deleted = await self.redis.xautoclaim(stream, keys.JOB_GROUP, self._consumer,
+                                                              min_idle_time=min_idle_ms, start_id="0-0",
+                                                              count=count - len(jobs))
+            if deleted:
+                await self.redis.xack(stream, keys.JOB_GROUP, *deleted)
+            jobs += [Job(entry_id, fields, stream) for entry_id, fields in entries if fields is not None]
+        return jobs
 
     async def next_attempt(self, job: Job) -> int:
         """Count one more attempt of the job (kept in Redis: it survives a worker's death)."""
         return int(await self.redis.hincrby(keys.JOB_ATTEMPTS, job.id, 1))
 
     async def ack(self, job: Job) -> None:
-        """The job is over (done or failed for good): gone from the stream with its bookkeeping."""
+        """The job is done: gone from its stream with its bookkeeping."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(keys.JOBS, keys.JOB_GROUP, job.id)
-            pipe.xdel(keys.JOBS, job.id)
+            pipe.xack(job.stream, keys.JOB_GROUP, job.id)
+            pipe.xdel(job.stream, job.id)
             pipe.hdel(keys.JOB_ATTEMPTS, job.id)
             await pipe.execute()
+
+    async def bury(self, job: Job, error: str) -> str:
+        """The job failed for good: a dead letter (fields, error, attempts, time); gone from its stream."""
+        flat = [item for pair in job.fields.items() for item in pair]
+        return await self.scripts.bury_job(
+            keys=[job.stream, keys.JOB_ATTEMPTS, keys.DEAD_JOBS],
+            args=[keys.JOB_GROUP, job.id, error[:2000], int(time.time() * 1000), DEAD_LETTERS_KEPT, *flat],
+        )
 
     async def hand_back(self, job: Job) -> str:
         """Put an unfinished job back for another worker, keeping its attempt count."""
         flat = [item for pair in job.fields.items() for item in pair]
-        return await self.scripts.requeue_job(keys=[keys.JOBS, keys.JOB_ATTEMPTS],
+        return await self.scripts.requeue_job(keys=[job.stream, keys.JOB_ATTEMPTS],
                                               args=[keys.JOB_GROUP, job.id, *flat])
+
+    # Dead letters, for operators.
+
+    async def dead_letters(self) -> list[tuple[str, dict[str, str]]]:
+        """Every dead letter, oldest first: (id, fields with job, stream, error, attempts, failedAt)."""
+        return await self.redis.xrange(keys.DEAD_JOBS)
+
+    async def dead_count(self) -> int:
+        return int(await self.redis.xlen(keys.DEAD_JOBS))
+
+    async def revive(self, dead_id: str) -> tuple[str, dict[str, str]] | None:
+        """Put one dead letter back in its stream with fresh attempts: (new entry id, the job's
+        fields); None when there is no such dead letter."""
+        found = await self.redis.xrange(keys.DEAD_JOBS, min=dead_id, max=dead_id)
+        if not found:
+            return None
+        letter = found[0][1]
+        job = {k: v for k, v in letter.items() if k not in ("job", "stream", "error", "attempts", "failedAt")}
+        stream = letter.get("stream") or keys.JOB_STREAMS.get(job.get("type", ""), keys.CHAT_JOBS)
+        flat = [item for pair in job.items() for item in pair]
+        new_id = await self.scripts.revive_job(keys=[keys.DEAD_JOBS, stream], args=[dead_id, *flat])
+        return (new_id, job) if new_id else None
+
+    async def purge(self) -> int:
+        """Drop every dead letter; how many there were."""
+        count = await self.dead_count()
+        await self.redis.delete(keys.DEAD_JOBS)
+        return count

@@ -45,14 +45,16 @@ class Claim(IntEnum):
 @translate_errors
 class Replies:
     def __init__(self, redis: AnyRedis, log_reader: AnyRedis, scripts: Scripts, *, db: int, sharded: bool,
-                 log_ttl: int, lease_seconds: float, fast: MultiplexedConnection | None = None) -> None:
+                 log_ttl: int, lease_seconds: float, queued_seconds: float, max_messages: int,
+                 fast: MultiplexedConnection | None = None) -> None:
         self.redis = redis
         self.log_reader = log_reader  # returns frames as bytes, written to clients as they are
         self.scripts = scripts
         self.fast = fast  # chunk appends on the multiplexed connection (single Redis)
         self.db = db
         self.log_ttl = log_ttl
-        self.queued_ms = int(lease_seconds * 1000)  # a reply queued longer than this is ended
+        self.max_messages = max_messages  # history kept per chat when a reply is saved
+        self.queued_ms = int(queued_seconds * 1000)  # a reply queued longer than this lost its job: ended
         self.lease_ms = int(lease_seconds * 700)  # renewed every lease/5: see README
         self.publish_command = "SPUBLISH" if sharded else "PUBLISH"
 
@@ -126,19 +128,23 @@ class Replies:
         return ReplyWriter(self, user_id, chat_id, gen, token)
 
     async def finish(self, user_id: int, chat_id: int, gen: int, mode: FinishMode, *, token: str = "",
-                     message: str = "") -> int:
-        """End the reply; 0 when it was already ended (or the fence did not allow it)."""
+                     message: str = "", finish_reason: str = "stop", usage: dict[str, int] | None = None) -> int:
+        """End the reply; 0 when it was already ended (or the fence did not allow it). A done
+        event says why the reply ended (`finishReason`) and, when known, what it cost (`usage`)."""
         if mode in ("error", "fail", "reap"):
             data = self.error_data(message or DEAD_WORKER_MESSAGE)
         elif mode == "stopped":
-            data = orjson.dumps({"content": "", "stopped": True})
+            data = orjson.dumps({"content": "", "stopped": True, "finishReason": "stopped"})
         else:
-            data = orjson.dumps({"content": ""})
+            done: dict[str, object] = {"content": "", "finishReason": finish_reason}
+            if usage is not None:
+                done["usage"] = usage
+            data = orjson.dumps(done)
         return int(await self.scripts.finish_reply(
             keys=[keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id),
                   keys.reply_lease(user_id, chat_id), keys.messages(user_id, chat_id), keys.chats(user_id)],
             args=[gen, token, mode, data, now_ms(), self.log_ttl, self.channel(user_id, chat_id, gen),
-                  self.publish_command, chat_id, self.queued_ms],
+                  self.publish_command, chat_id, self.queued_ms, self.max_messages],
         ))
 
 

@@ -25,15 +25,27 @@ class Users:
         self.session_ttl = session_ttl
         self.fast = fast  # one round trip with little Python around it, on a single Redis
 
-    async def login(self, provider: str, subject: str, username: str) -> tuple[int, str]:
+    async def login(self, provider: str, subject: str, username: str,
+                    issuer: str | None = None) -> tuple[int, str]:
         """Find or create the user of a provider identity and open a session: (user id, token).
 
         Racing first logins of one identity each draw an id, but claim_identity binds only the
         first; the loser's id is never used. Creating the user hash is idempotent, so a crash
         between the two steps heals at the next login.
+
+        With an issuer (oidc) the identity is keyed by issuer and subject. A user who logged in
+        before issuers were kept has only the key without one: on a miss, that key's user id is
+        bound under the new key by the same claim_identity (set once, never overwritten, so
+        racing logins all end on one user). The old key is only read, never changed, so a
+        rollback still finds every user. Two keys in one script would span two Redis Cluster
+        slots, hence the read then the one-key script.
         """
-        identity = keys.identity(provider, subject)
+        identity = keys.identity(provider, subject, issuer)
         bound = await self.redis.get(identity)
+        if bound is None and issuer is not None:
+            legacy = await self.redis.get(keys.identity(provider, subject))
+            if legacy is not None:
+                bound = await self.scripts.claim_identity(keys=[identity], args=[legacy])
         if bound is None:
             candidate = await self.redis.incr(keys.USER_SEQ)
             bound = await self.scripts.claim_identity(keys=[identity], args=[candidate])

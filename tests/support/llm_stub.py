@@ -19,7 +19,14 @@ app = Sanic("llm_stub")
 app.config.update(AUTO_EXTEND=False, NOISY_EXCEPTIONS=False)
 state: dict = {"requests": [], "control": {}}
 DEFAULTS = {"questions": "ok", "questions_delay": 0.0, "chat": "ok", "chat_chunks": 20, "chat_delay": 0.0,
-            "fail_after": 5, "first_chunk_delay": 0.0}
+            "fail_after": 5, "first_chunk_delay": 0.0, "status": 500, "retry_after": None}
+
+
+def status_error() -> HTTPResponse:
+    """mode "status": the error answer of a provider (`status`, and `retry_after` as Retry-After)."""
+    headers = {} if setting("retry_after") is None else {"Retry-After": str(setting("retry_after"))}
+    return json({"error": {"message": f"stub says {setting('status')}", "type": "stub_error"}},
+                status=setting("status"), headers=headers)
 
 
 def setting(name: str):
@@ -65,11 +72,14 @@ def question_set(prompt: str) -> dict:
 @app.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> HTTPResponse | None:
     body = request.json
-    state["requests"].append({"body": body, "authorization": request.headers.get("authorization", "")})
+    state["requests"].append({"body": body, "authorization": request.headers.get("authorization", ""),
+                              "at": time.time()})
     if body.get("stream"):
         return await stream(request, body)
     await asyncio.sleep(setting("questions_delay"))
     mode = setting("questions")
+    if mode == "status":
+        return status_error()
     if mode == "error500":
         return json({"error": {"message": "boom", "type": "server_error"}}, status=500)
     if mode == "invalid_json":
@@ -81,6 +91,8 @@ async def chat_completions(request: Request) -> HTTPResponse | None:
 
 async def stream(request: Request, body: dict) -> None:
     mode = setting("chat")
+    if mode == "status":
+        return status_error()
     if mode == "error500":
         return json({"error": {"message": "boom", "type": "server_error"}}, status=500)
     response = await request.respond(content_type="text/event-stream")
@@ -97,6 +109,15 @@ async def stream(request: Request, body: dict) -> None:
         await response.send(b"data: " + orjson.dumps(chunk) + b"\n\n")
         if setting("chat_delay"):
             await asyncio.sleep(setting("chat_delay"))
+    final = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "stub",
+             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    await response.send(b"data: " + orjson.dumps(final) + b"\n\n")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+        usage = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "stub", "choices": [],
+                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+                           "total_tokens": prompt_tokens + len(words)}}
+        await response.send(b"data: " + orjson.dumps(usage) + b"\n\n")
     await response.send(b"data: [DONE]\n\n")
     await response.eof()
     return None

@@ -22,12 +22,17 @@ from backend.store.interview import IN_PROGRESS, QUESTION_NOT_READY, SUCCESS
 from backend.store.queue import Job
 from backend.store.replies import Claim
 from workers import metrics
-from workers.llm import LLM, LLMError
+from workers.llm import LLM, LLMError, ReplyEnd
 from workers.llm.base import load_prompt
 
 log = logging.getLogger("workers.chat")
 
 LLM_FAILED = "The assistant could not finish this reply. Please try again."
+
+
+def failure_message(error: BaseException | None) -> str:
+    """What the user reads in the reply's `event: error`: the LLM's own advice when it has some."""
+    return getattr(error, "user_message", None) or LLM_FAILED
 
 
 def trim_history(history: list[dict[str, str]], budget_chars: int) -> list[dict[str, str]]:
@@ -115,25 +120,34 @@ class ChatJob:
         chunks = self.replies.writer(user_id, chat_id, gen, token)
         started = time.perf_counter()
         sent = 0
+        end = ReplyEnd()
         try:
             async for piece in self.llm.stream_reply(messages):
+                if isinstance(piece, ReplyEnd):
+                    end = piece
+                    continue
                 if sent == 0:
-                    metrics.LLM_LATENCY.labels("chat_first_token").observe(time.perf_counter() - started)
+                    metrics.LLM_FIRST_TOKEN.observe(time.perf_counter() - started)
                 published = time.perf_counter()
                 if not await self._through_outage(lambda: chunks.append(piece)):  # noqa: B023
                     return  # fenced out: stopped, deleted or taken over
                 metrics.PUBLISH_LATENCY.observe(time.perf_counter() - published)
                 sent += 1
-                metrics.LLM_TOKENS.inc()
+                metrics.LLM_CHUNKS.inc()
         except LLMError as error:
-            await self._count_chunks(sent)
             if sent == 0:
-                raise  # nothing out yet: the runner retries with backoff
+                raise  # nothing out yet: the runner retries with backoff (or gives up)
             log.warning("LLM failed mid-reply", extra={"job": job.id, "error": str(error)})
-            await self.replies.finish(user_id, chat_id, gen, "error", token=token, message=LLM_FAILED)
+            await self.replies.finish(user_id, chat_id, gen, "error", token=token, message=failure_message(error))
             return
-        await self._count_chunks(sent)
-        await self._through_outage(lambda: self.replies.finish(user_id, chat_id, gen, "done", token=token))
+        metrics.LLM_CALL.labels("chat").observe(time.perf_counter() - started)
+        usage = None
+        if end.prompt_tokens is not None and end.completion_tokens is not None:
+            metrics.LLM_TOKENS.labels("prompt").inc(end.prompt_tokens)
+            metrics.LLM_TOKENS.labels("completion").inc(end.completion_tokens)
+            usage = {"promptTokens": end.prompt_tokens, "completionTokens": end.completion_tokens}
+        await self._through_outage(lambda: self.replies.finish(
+            user_id, chat_id, gen, "done", token=token, finish_reason=end.finish_reason, usage=usage))
 
     async def _through_outage(self, call: Callable[[], Awaitable[int]]) -> int:
         """A write of this reply, retried while Redis is unavailable (a stall, a failover) for as
@@ -149,11 +163,6 @@ class ChatJob:
                     raise
                 await asyncio.sleep(random.uniform(delay / 2, delay))
                 delay = min(delay * 2, 1.0)
-
-    async def _count_chunks(self, sent: int) -> None:
-        if sent:
-            with contextlib.suppress(StoreUnavailable):
-                await self.store.queue.count("llm:chunks", sent)
 
     async def _context(self, user_id: int, chat_id: int) -> list[dict[str, str]]:
         user = await self.store.users.profile(user_id)
@@ -174,4 +183,4 @@ class ChatJob:
 
     async def give_up(self, job: Job, error: BaseException | None) -> None:
         user_id, chat_id, gen = int(job.fields["userId"]), int(job.fields["chatId"]), int(job.fields["gen"])
-        await self.replies.finish(user_id, chat_id, gen, "fail", message=LLM_FAILED)
+        await self.replies.finish(user_id, chat_id, gen, "fail", message=failure_message(error))

@@ -28,7 +28,7 @@ class QuestionsJob:
             return
         started = time.perf_counter()
         questions = check_questions(await self.llm.generate_questions(description, self.count), self.count)
-        metrics.LLM_LATENCY.labels("questions").observe(time.perf_counter() - started)
+        metrics.LLM_CALL.labels("questions").observe(time.perf_counter() - started)
         stored = await self.store.interview.store_questions(user_id, interview_id, [
             {"content": q.content, "choices": q.choices, "correct": q.correct_index, "explanation": q.explanation}
             for q in questions

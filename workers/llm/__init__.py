@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from config.settings import Settings
-from workers.llm.base import LLM, GeneratedQuestion, LLMError, QuestionSet
+from workers.llm.base import LLM, GeneratedQuestion, LLMError, QuestionSet, ReplyEnd
 
 
 def make_llm(settings: Settings) -> LLM:
@@ -16,4 +16,4 @@ def make_llm(settings: Settings) -> LLM:
     return FakeLLM(settings)
 
 
-__all__ = ["LLM", "GeneratedQuestion", "LLMError", "QuestionSet", "make_llm"]
+__all__ = ["LLM", "GeneratedQuestion", "LLMError", "QuestionSet", "ReplyEnd", "make_llm"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Protocol
 
 from pydantic import BaseModel, Field, StringConstraints
@@ -24,13 +25,36 @@ class QuestionSet(BaseModel):
 
 
 class LLMError(Exception):
-    """The LLM failed or answered something unusable; the job may be retried."""
+    """The LLM failed or answered something unusable.
+
+    `retryable` is False when another attempt cannot succeed (a bad request, a bad key, an
+    unknown model); `retry_after` is the provider's own wait, when it gave one. The job runner
+    reads both.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None,
+                 user_message: str | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.user_message = user_message  # what a user can act on, when the reply fails for good
+
+
+@dataclass(frozen=True)
+class ReplyEnd:
+    """The last item of a streamed reply: why it ended and, when the LLM reports it, its cost."""
+
+    finish_reason: str = "stop"  # "stop", or "length" when LLM_MAX_TOKENS cut it
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 class LLM(Protocol):
     async def generate_questions(self, description: str, count: int) -> list[GeneratedQuestion]: ...
 
-    def stream_reply(self, messages: list[dict[str, str]]) -> AsyncIterator[str]: ...
+    def stream_reply(self, messages: list[dict[str, str]]) -> AsyncIterator[str | ReplyEnd]:
+        """The reply's text pieces as they come, then one ReplyEnd."""
+        ...
 
     async def aclose(self) -> None: ...
 

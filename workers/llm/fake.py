@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 
 from config.settings import Settings
-from workers.llm.base import GeneratedQuestion
+from workers.llm.base import GeneratedQuestion, ReplyEnd
 
 ANGLES = [
     ("What is the main benefit of {t}?", "It solves a concrete problem well when used as intended",
@@ -45,6 +45,7 @@ class FakeLLM:
     def __init__(self, settings: Settings) -> None:
         self.delay = settings.FAKE_LLM_TOKEN_DELAY_MS / 1000
         self.reply_words = settings.FAKE_LLM_REPLY_WORDS
+        self.max_tokens = settings.LLM_MAX_TOKENS  # one word is one token here
 
     async def generate_questions(self, description: str, count: int) -> list[GeneratedQuestion]:
         found = topics(description)
@@ -62,12 +63,13 @@ class FakeLLM:
             ))
         return questions
 
-    async def stream_reply(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
+    async def stream_reply(self, messages: list[dict[str, str]]) -> AsyncIterator[str | ReplyEnd]:
         prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         turn = sum(1 for m in messages if m["role"] == "user")
         intro = f'(turn {turn}) You asked: "{" ".join(prompt.split()[:12])}". '
         filler = "Here is a considered answer that walks through the idea step by step".split()
-        words = intro.split() + [filler[i % len(filler)] for i in range(self.reply_words)]
+        whole = intro.split() + [filler[i % len(filler)] for i in range(self.reply_words)]
+        words = whole[:self.max_tokens]
         # Replies started together do not tick together: a real model's first token takes its time.
         next_at = time.monotonic() + random.uniform(0, self.delay)
         for index, word in enumerate(words):
@@ -75,6 +77,8 @@ class FakeLLM:
                 next_at += self.delay
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             yield word if index == 0 else " " + word
+        prompt_tokens = sum(len(m["content"].split()) for m in messages)
+        yield ReplyEnd("length" if len(words) < len(whole) else "stop", prompt_tokens, len(words))
 
     async def aclose(self) -> None:
         return None

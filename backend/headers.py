@@ -1,0 +1,135 @@
+"""Headers every answer carries (PRODUCT.md, Errors and bad input).
+
+- `X-Content-Type-Options: nosniff` on every response.
+- `Cache-Control: no-store` and `Vary: Authentication, Authorization` on the JSON answers of
+  authenticated routes (errors included: a 401 depends on those headers too); `no-store` also on
+  the login answers (a one-time state, a token). Server-Sent Events keep their own Cache-Control.
+- HTML pages: a Content-Security-Policy (the page's own when it sets one, else a strict default)
+  and `X-Frame-Options: DENY`.
+- `Allow` on every 405: sanic-routing leaves it out on dynamic paths such as
+  /assistant/chat/<id>, so it is computed from the app's routes for that path.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from sanic import Request, Sanic
+from sanic.compat import Header
+from sanic.constants import HTTP_METHODS
+from sanic.response import HTTPResponse
+
+AUTH_VARY = ("Authentication", "Authorization")
+# Routes whose answers hold a one-time login state or a token (names without the app prefix).
+LOGIN_ROUTES = frozenset({"auth.auth_code", "auth.auth_callback"})
+
+# For HTML pages that set no policy of their own.
+DEFAULT_PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def add_vary(headers: Header, *names: str) -> None:
+    """Add `names` to the response's Vary header, keeping what is there (e.g. CORS's Origin)."""
+    current = [v.strip() for v in headers.get("vary", "").split(",") if v.strip()]
+    present = {v.lower() for v in current}
+    added = [n for n in names if n.lower() not in present]
+    if added:
+        headers["Vary"] = ", ".join([*current, *added])
+
+
+def sha256_source(text: str) -> str:
+    """A CSP hash source for an inline <script> or <style> whose content is exactly `text`."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def page_policy(*, scripts: Iterable[str] = (), styles: Iterable[str] = (), form_action: Iterable[str] = ()) -> str:
+    """A strict policy for a page of this service whose only inline code is `scripts` and `styles`
+    (their exact texts; allowed by hash, never by 'unsafe-inline')."""
+    script_src = " ".join(["'self'", *(sha256_source(s) for s in scripts)])
+    style_src = " ".join(["'self'", *(sha256_source(s) for s in styles)])
+    form = " ".join(["'self'", *form_action])
+    return (
+        f"default-src 'none'; script-src {script_src}; style-src {style_src}; img-src 'self' data:; "
+        f"connect-src 'self'; form-action {form}; base-uri 'none'; frame-ancestors 'none'"
+    )
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of an absolute URL, '' for a relative one."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
+
+
+_SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc=[\"']([^\"']+)", re.I)
+_INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.I | re.S)
+_LINK_HREF = re.compile(r"<link\b[^>]*\bhref=[\"']([^\"']+)", re.I)
+
+
+def static_page_policy(page: str) -> str:
+    """The policy of a page built from the configuration alone (the docs pages of sanic-ext): its
+    script origins and inline scripts by hash; styles may be inline (the docs UIs inject them)."""
+    scripts = sorted({o for o in map(origin, _SCRIPT_SRC.findall(page)) if o})
+    inline = sorted({sha256_source(s) for s in _INLINE_SCRIPT.findall(page)})
+    links = sorted({o for o in map(origin, _LINK_HREF.findall(page)) if o})
+    script_src = " ".join(["'self'", *scripts, *inline])
+    style_src = " ".join(["'self'", "'unsafe-inline'", *links])
+    return (
+        f"default-src 'self'; script-src {script_src}; style-src {style_src}; font-src 'self' data: https:; "
+        "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; form-action 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'; object-src 'none'"
+    )
+
+
+def allowed_methods(app: Sanic, path: str) -> list[str]:
+    """The methods some route of the app answers on `path`."""
+    allowed = []
+    for method in HTTP_METHODS:
+        try:
+            app.router.get(path, method, None)
+        except Exception:  # NotFound, MethodNotAllowed, a parameter that does not convert
+            continue
+        allowed.append(method)
+    return allowed
+
+
+def install(app: Sanic) -> None:
+    prefix = f"{app.name}."
+    docs_prefix = f"{app.name}.openapi."
+
+    def authenticated(request: Request) -> bool:
+        route = request.route
+        return route is not None and bool(getattr(route.handler, "authenticated", False))
+
+    def login(request: Request) -> bool:
+        route = request.route
+        return route is not None and route.name.removeprefix(prefix) in LOGIN_ROUTES
+
+    @app.on_response(priority=80)
+    async def security_headers(request: Request, response: HTTPResponse) -> None:
+        headers = response.headers
+        headers["X-Content-Type-Options"] = "nosniff"
+        content_type = response.content_type or headers.get("content-type") or ""
+        if content_type.startswith("application/json"):
+            if authenticated(request):
+                headers["Cache-Control"] = "no-store"
+                add_vary(headers, *AUTH_VARY)
+            elif login(request):
+                headers["Cache-Control"] = "no-store"
+        elif content_type.startswith("text/html"):
+            if "content-security-policy" not in headers:
+                route = request.route
+                if route is not None and route.name.startswith(docs_prefix) and isinstance(response.body, bytes):
+                    headers["Content-Security-Policy"] = static_page_policy(response.body.decode(errors="replace"))
+                else:
+                    headers["Content-Security-Policy"] = DEFAULT_PAGE_POLICY
+            headers["X-Frame-Options"] = "DENY"
+        if response.status == 405 and "allow" not in headers:
+            allowed = allowed_methods(app, request.path)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)

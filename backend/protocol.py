@@ -1,0 +1,75 @@
+"""A total deadline for reading a request head (request line and headers).
+
+Why: Sanic's REQUEST_TIMEOUT is an idle timer. Every byte received restarts it
+(HttpProtocol.data_received sets `_time`), so a client that trickles one header byte every
+few seconds holds its connection, and a slot of the server, for as long as it likes.
+
+How: a head that arrives in one read (nearly all of them) costs nothing here. When Sanic's
+Http1 has to wait for more bytes of a head (it calls `receive_more` in Stage.REQUEST), one
+timer is set at the time the head began plus REQUEST_HEAD_TIMEOUT_SECONDS. If the head is
+still incomplete when it fires, the connection gets Sanic's own RequestTimeout (a 408 JSON
+answer, then close), exactly as Sanic's idle timer would do. The timer is dropped when the
+next request on the connection starts.
+
+Used by `python -m backend` (`app.prepare(protocol=HeadDeadlineProtocol)`); the deadline is
+read from `app.config.REQUEST_HEAD_TIMEOUT`, set by create_app from the settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from sanic.exceptions import RequestTimeout
+from sanic.http import Http, Stage
+from sanic.server.protocols.http_protocol import HttpProtocol
+
+DEFAULT_HEAD_TIMEOUT = 10.0
+
+
+class HeadTimedHttp(Http):
+    """Sanic's Http1 with the pending head timer of the current request."""
+
+    # No __touchup__ here: Sanic rewrites its own methods of Http, which this class inherits.
+    __slots__ = ("head_timer",)
+
+    def __init__(self, protocol: Any) -> None:
+        super().__init__(protocol)
+        self.head_timer: asyncio.TimerHandle | None = None
+
+    def init_for_request(self) -> None:
+        super().init_for_request()
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+
+class HeadDeadlineProtocol(HttpProtocol):
+    HTTP_CLASS = HeadTimedHttp
+    __slots__ = ("head_timeout",)
+
+    def _setup(self) -> None:
+        super()._setup()
+        self.head_timeout = float(self.app.config.get("REQUEST_HEAD_TIMEOUT", DEFAULT_HEAD_TIMEOUT))
+
+    async def receive_more(self) -> None:
+        http = self._http
+        if http is not None and http.stage is Stage.REQUEST and http.head_timer is None:
+            # `_time` (time.monotonic) is when the last bytes arrived: those that began this head.
+            delay = max(0.0, self._time + self.head_timeout - time.monotonic())
+            http.head_timer = self.loop.call_later(delay, self._head_expired, http)
+        await super().receive_more()
+
+    def _head_expired(self, http: HeadTimedHttp) -> None:
+        http.head_timer = None
+        if self._http is http and http.stage is Stage.REQUEST and self._task:
+            http.exception = RequestTimeout("Request Timeout")
+            self._task.cancel("request head deadline")
+
+    def close(self, timeout: float | None = None) -> None:
+        http = self._http
+        if http is not None and http.head_timer is not None:
+            http.head_timer.cancel()
+            http.head_timer = None
+        super().close(timeout=timeout)
