@@ -19,15 +19,16 @@ async def write_reply(store: Store, reply: dict, chunks: int, rate: float,
                       latencies: array, start_at: float) -> None:
     interval = 1 / rate
     next_at = start_at
-    chunks_of_reply = store.replies.writer(reply["user"], reply["chat"], reply["gen"], reply["token"])
+    # Like a worker: chunks are pushed as they come; the ones that pile up behind a call go together.
+    chunks_of_reply = store.replies.writer(reply["user"], reply["chat"], reply["gen"], reply["token"],
+                                           on_batch=latencies.extend)
     for _ in range(chunks):
         delay = next_at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        sent = time.time()
-        await chunks_of_reply.append("tok ", t=round(sent, 6))
-        latencies.append(time.time() - sent)
+        chunks_of_reply.push("tok ", t=round(time.time(), 6))
         next_at += interval
+    await chunks_of_reply.drain()
     await store.replies.finish(reply["user"], reply["chat"], reply["gen"], "done", token=reply["token"])
 
 

@@ -25,8 +25,13 @@ from backend.store.pubsub import ClusterHub, Hub
 from backend.store.replies import LOG_PAGE, Replies
 from backend.store.streams import OpenStreams
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+# no-transform: no proxy may compress or rewrite the stream; X-Accel-Buffering: nginx passes each chunk on.
+SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
 PING = b": ping\n\n"
+# The first bytes of every stream, sent at once (proxies and browsers see it open before the first
+# token): how long EventSource waits before it reconnects. A blank-line block with no data is no event.
+RETRY = b"retry: 1000\n\n"
 HIGH_WATER = 256 * 1024  # bytes queued for a slow client before it is served from the log instead
 
 
@@ -38,6 +43,22 @@ def parse_event_id(value: str) -> tuple[int, int] | None:
     """(generation, seq) of an event id a client sent back, else None."""
     match = EVENT_ID.fullmatch(value.strip())
     return (int(match[1]), int(match[2])) if match else None
+
+
+def split_frames(message: bytes) -> list[bytes]:
+    """The frames of a published message (a writer publishes the chunks that were ready together)."""
+    return [frame + b"\n\n" for frame in message.split(b"\n\n") if frame]
+
+
+def message_span(message: bytes) -> tuple[int, int, bool]:
+    """(first seq, last seq, whether the last frame ends the reply) of a published message. Frames
+    are separated by a blank line, which a frame's JSON data never contains."""
+    first, final = frame_seq(message)
+    last_start = message.rfind(b"\n\nid: ", 0, len(message) - 2)
+    if last_start < 0:
+        return first, first, final
+    last, final = frame_seq(message[last_start + 2:])
+    return first, last, final
 
 
 def frame_seq(frame: bytes) -> tuple[int, bool]:
@@ -72,20 +93,21 @@ class StreamListener:
         self.ping = False  # a heartbeat is due (set by the ticker)
         self.active = False  # frames arrived since the ticker's last look
 
-    def deliver(self, frame: bytes) -> None:
+    def deliver(self, message: bytes) -> None:
+        """A published message: one frame, or several consecutive ones."""
         self.active = True
         if self.direct and self.phase is Phase.LIVE and not self.queued:
-            seq, final = frame_seq(frame)
-            if seq <= self.last:
+            first, last, final = message_span(message)
+            if last <= self.last:
                 return
-            if seq == self.last + 1 and not final:
+            if first == self.last + 1 and not final:
                 if self.socket.buffered() < HIGH_WATER:
-                    self.socket.write(frame)
-                    self.last = seq
+                    self.socket.write(message)
+                    self.last = last
                 else:
                     self.refill()  # a slow client: its task serves it from the log once it drains
                 return
-        self.queued.append(frame)
+        self.queued.extend(split_frames(message))
         self.wake.set()
 
     def refill(self) -> None:
@@ -234,7 +256,7 @@ class ReplyRelay:
         socket = listener.socket
         frames, more = await self._read_log(listener)
         out, ended, hole = listener.accept(frames)
-        await socket.send_head(b"".join(out) or PING)
+        await socket.send_head(RETRY + b"".join(out))
         listener.direct = socket.direct
         if not (more or hole) and listener.phase is Phase.CATCHING_UP:
             listener.phase = Phase.LIVE

@@ -7,6 +7,10 @@ Each reply (one generation of a chat) has an ordered log (a Redis Stream whose e
 from __future__ import annotations
 
 import asyncio
+import collections
+import random
+import time
+from collections.abc import Callable
 from enum import IntEnum, StrEnum
 from typing import Literal
 
@@ -15,10 +19,10 @@ from redis.asyncio import RedisCluster
 
 from backend.store import keys
 from backend.store.clients import AnyRedis
-from backend.store.errors import REDIS_FAILURES, translate_errors, unavailable
+from backend.store.errors import REDIS_FAILURES, StoreUnavailable, translate_errors, unavailable
 from backend.store.scripts import Scripts
 from backend.store.users import now_ms
-from backend.store.wire import CommandTemplate, MultiplexedConnection, Slot
+from backend.store.wire import CommandPrefix, MultiplexedConnection
 
 FinishMode = Literal["done", "error", "stopped", "fail", "reap"]
 
@@ -124,8 +128,9 @@ class Replies:
                     await self.scripts.renew_reply(keys=call_keys, args=call_args, client=pipe)
                 await pipe.execute()
 
-    def writer(self, user_id: int, chat_id: int, gen: int, token: str) -> ReplyWriter:
-        return ReplyWriter(self, user_id, chat_id, gen, token)
+    def writer(self, user_id: int, chat_id: int, gen: int, token: str, *, retry_seconds: float = 0.0,
+               on_batch: Callable[[list[float]], None] | None = None) -> ReplyWriter:
+        return ReplyWriter(self, user_id, chat_id, gen, token, retry_seconds=retry_seconds, on_batch=on_batch)
 
     async def finish(self, user_id: int, chat_id: int, gen: int, mode: FinishMode, *, token: str = "",
                      message: str = "", finish_reason: str = "stop", usage: dict[str, int] | None = None) -> int:
@@ -148,47 +153,103 @@ class Replies:
         ))
 
 
-DATA = Slot("data")
-CONTENT = Slot("content")
-SEQ = Slot("seq")
+MAX_BATCH = 256  # chunks per append call: bounds one script's time
 
 
 class ReplyWriter:
-    """The chunks of one reply, appended by lua/append_chunk.lua fenced by (generation, token).
+    """The chunks of one reply, appended in order by lua/append_chunk.lua, fenced by (generation,
+    token).
 
-    On a single Redis the EVALSHA is packed once around the chunk's data and content and sent
-    on the multiplexed connection; on a Cluster the call goes through redis-py, which routes it.
+    `push()` never waits: chunks that arrive while a call is on its way go together in the next
+    call (one Lua call and one published message for all of them, still one log entry and event
+    id each), so Redis does less per chunk exactly when chunks come fast. On a single Redis the
+    EVALSHA is packed once up to its chunks and sent on the multiplexed connection; on a Cluster
+    it goes through redis-py, which routes it. A call that fails because Redis is unavailable
+    (a stall, a failover) is retried for up to `retry_seconds`, the same chunks under the same
+    first seq, so it is appended once; readers see a pause, not a broken reply.
     """
 
-    __slots__ = ("args", "keys", "replies", "seq", "template")
+    __slots__ = ("error", "fenced", "fixed", "keys", "on_batch", "pending", "prefix", "pushed_at", "replies",
+                 "retry_seconds", "sending", "seq")
 
-    def __init__(self, replies: Replies, user_id: int, chat_id: int, gen: int, token: str) -> None:
+    def __init__(self, replies: Replies, user_id: int, chat_id: int, gen: int, token: str, *,
+                 retry_seconds: float = 0.0, on_batch: Callable[[list[float]], None] | None = None) -> None:
         self.replies = replies
         self.keys = [keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id)]
-        # lua/append_chunk.lua's ARGV, in its order; DATA and CONTENT are filled per chunk.
-        self.args = [gen, token, DATA, CONTENT, replies.log_ttl, replies.channel(user_id, chat_id, gen),
-                     replies.publish_command, SEQ]
-        self.seq = 0  # of the last chunk appended
-        self.template = CommandTemplate("EVALSHA", replies.scripts.sha("append_chunk"), len(self.keys), *self.keys,
-                                        *self.args)
+        # lua/append_chunk.lua's ARGV up to the chunks, in its order; then the first seq and the chunks.
+        self.fixed = [gen, token, replies.log_ttl, replies.channel(user_id, chat_id, gen), replies.publish_command]
+        self.prefix = CommandPrefix("EVALSHA", replies.scripts.sha("append_chunk"), len(self.keys), *self.keys,
+                                    *self.fixed)
+        self.retry_seconds = retry_seconds
+        self.on_batch = on_batch  # gets, per confirmed call, each chunk's wait from push() to Redis: metrics
+        self.pushed_at: collections.deque[float] = collections.deque()
+        self.seq = 0  # of the last chunk Redis confirmed
+        self.pending: list[bytes] = []  # data, content, data, content, ...
+        self.sending: asyncio.Task[None] | None = None
+        self.fenced = False  # stopped, deleted or taken over: nothing more is written
+        self.error: StoreUnavailable | None = None
+
+    def push(self, content: str, **extra: object) -> None:
+        """Queue a chunk; it is sent at once, or with the next call if one is on its way. `extra`
+        data fields are for benchmarks (a publish time), never for clients."""
+        if self.fenced or self.error is not None:
+            return
+        self.pending.append(orjson.dumps({"content": content, **extra} if extra else {"content": content}))
+        self.pending.append(content.encode())
+        if self.on_batch is not None:
+            self.pushed_at.append(time.monotonic())
+        if self.sending is None or self.sending.done():
+            self.sending = asyncio.get_running_loop().create_task(self._send())
 
     async def append(self, content: str, **extra: object) -> int:
-        """Seq of the appended chunk, 0 when this writer has been fenced out. Safe to call again
-        with the same chunk after a StoreUnavailable: it is appended once. `extra` data fields
-        are for benchmarks (a publish time), never for clients."""
-        data = orjson.dumps({"content": content, **extra} if extra else {"content": content})
-        seq = self.seq + 1
-        fast = self.replies.fast
-        try:
-            if fast is not None:
-                command = self.template.fill(data, content.encode(), b"%d" % seq)
-                appended = int(await fast.evalsha(self.replies.scripts.source("append_chunk"), command))
-            else:
-                values = {DATA: data, CONTENT: content, SEQ: seq}
-                filled = [values.get(arg, arg) if isinstance(arg, Slot) else arg for arg in self.args]
-                appended = int(await self.replies.scripts.append_chunk(keys=self.keys, args=filled))
-        except REDIS_FAILURES as error:
-            raise unavailable(error) from error
-        if appended:
-            self.seq = appended
-        return appended
+        """Push a chunk and wait for it: its seq, 0 when this writer has been fenced out."""
+        self.push(content, **extra)
+        return self.seq if await self.drain() else 0
+
+    async def drain(self) -> bool:
+        """Wait until every pushed chunk is in Redis; False when the writer was fenced out.
+        Raises StoreUnavailable when Redis stayed unavailable past `retry_seconds`."""
+        while self.sending is not None and not self.sending.done():
+            await asyncio.shield(self.sending)
+        if self.error is not None:
+            raise self.error
+        return not self.fenced
+
+    def close(self) -> None:
+        """Stop sending (the reply is over for this writer)."""
+        if self.sending is not None:
+            self.sending.cancel()
+
+    async def _send(self) -> None:
+        while self.pending and not self.fenced:
+            batch, self.pending = self.pending[:2 * MAX_BATCH], self.pending[2 * MAX_BATCH:]
+            try:
+                last = await self._call(self.seq + 1, batch)
+            except StoreUnavailable as error:
+                self.error = error
+                self.pending.clear()
+                return
+            if not last:
+                self.fenced = True
+                self.pending.clear()
+                return
+            self.seq = last
+            if self.on_batch is not None:
+                now = time.monotonic()
+                self.on_batch([now - self.pushed_at.popleft() for _ in range(len(batch) // 2)])
+
+    async def _call(self, first: int, batch: list[bytes]) -> int:
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                fast = self.replies.fast
+                if fast is not None:
+                    command = self.prefix.with_args(b"%d" % first, *batch)
+                    return int(await fast.evalsha(self.replies.scripts.source("append_chunk"), command))
+                return int(await self.replies.scripts.append_chunk(keys=self.keys, args=[*self.fixed, first, *batch]))
+            except REDIS_FAILURES as error:
+                if time.monotonic() + delay > deadline:
+                    raise unavailable(error) from error
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, 1.0)

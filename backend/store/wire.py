@@ -96,36 +96,20 @@ def pack_command(*parts: bytes | str | int | float) -> bytes:
     return b"*%d\r\n" % len(parts) + b"".join(bulk(encode(part)) for part in parts)
 
 
-class Slot:
-    """A placeholder in a `CommandTemplate`: the argument filled in at each call."""
+class CommandPrefix:
+    """A command whose leading arguments are packed once; each call adds the rest (any number):
+    a chunk's EVALSHA costs a few byte joins."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    __slots__ = ("count", "packed")
 
+    def __init__(self, *parts: bytes | str | int | float) -> None:
+        self.count = len(parts)
+        self.packed = b"".join(bulk(encode(part)) for part in parts)
 
-class CommandTemplate:
-    """A command packed once around its variable arguments (`Slot`s), filled per call: a
-    chunk's EVALSHA costs a few byte joins. The slots are found by identity, not position."""
-
-    def __init__(self, *parts: bytes | str | int | float | Slot) -> None:
-        self.slots = [part for part in parts if isinstance(part, Slot)]
-        self.pieces: list[bytes] = []
-        fixed = [b"*%d\r\n" % len(parts)]
-        for part in parts:
-            if isinstance(part, Slot):
-                self.pieces.append(b"".join(fixed))
-                fixed = []
-            else:
-                fixed.append(bulk(encode(part)))
-        self.pieces.append(b"".join(fixed))
-
-    def fill(self, *values: bytes) -> bytes:
-        pieces = self.pieces
-        out = [pieces[0]]
-        for index, value in enumerate(values, 1):
-            out.append(b"$%d\r\n%b\r\n" % (len(value), value))
-            out.append(pieces[index])
-        return b"".join(out)
+    def with_args(self, *parts: bytes) -> bytes:
+        """The whole command: the prefix, then `parts` (already bytes)."""
+        return b"".join([b"*%d\r\n" % (self.count + len(parts)), self.packed,
+                         *[b"$%d\r\n%b\r\n" % (len(part), part) for part in parts]])
 
 
 def reply_error(reply: hiredis.ReplyError) -> RedisError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.assistant.relay import frame_seq, parse_event_id
+from backend.assistant.relay import frame_seq, message_span, parse_event_id, split_frames
 from backend.store.sessions import new_token, parse_token
 
 SECRET = "A" * 43
@@ -38,3 +38,14 @@ def test_frames_carry_their_seq_and_whether_they_end_the_reply() -> None:
     assert frame_seq(b'id: 4-12\ndata: {"content":"x"}\n\n') == (12, False)
     assert frame_seq(b'id: 4-13\nevent: done\ndata: {"content":""}\n\n') == (13, True)
     assert frame_seq(b'id: 4-14\nevent: error\ndata: {"content":"","message":"m"}\n\n') == (14, True)
+
+
+def test_a_message_with_several_frames() -> None:
+    frames = [b'id: 4-12\ndata: {"content":"a"}\n\n', b'id: 4-13\ndata: {"content":"b\\n\\nc"}\n\n',
+              b'id: 4-14\ndata: {"content":"d"}\n\n']
+    message = b"".join(frames)
+    assert message_span(message) == (12, 14, False)
+    assert message_span(frames[0]) == (12, 12, False)
+    assert split_frames(message) == frames
+    final = b'id: 4-15\nevent: done\ndata: {"content":""}\n\n'
+    assert message_span(frames[2] + final) == (14, 15, True)

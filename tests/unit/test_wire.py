@@ -19,7 +19,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from backend.store.wire import CommandTemplate, ServerAddress, Slot, pack_command, reply_error
+from backend.store.wire import CommandPrefix, ServerAddress, pack_command, reply_error
 
 CA_FILE = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
 
@@ -84,17 +84,15 @@ def test_packed_commands_are_byte_equal_to_redis_py(parts: tuple) -> None:
     assert pack_command(*parts) == b"".join(Connection().pack_command(*parts))
 
 
-def test_a_template_fills_its_slots_like_a_packed_command() -> None:
-    data, content = Slot("data"), Slot("content")
-    template = CommandTemplate("EVALSHA", "f" * 40, 3, "k1", "k2", "k3", 7, "tok", data, content, 86400, "ch",
-                               "PUBLISH")
-    filled = template.fill(b'{"content":"h\xc3\xa9"}', "hé".encode())
-    assert filled == pack_command("EVALSHA", "f" * 40, 3, "k1", "k2", "k3", 7, "tok", b'{"content":"h\xc3\xa9"}',
-                                  "hé", 86400, "ch", "PUBLISH")
-    assert hiredis.Reader().feed(filled) is None  # well-formed: a RESP parser reads it back whole
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_a_prefixed_command_equals_the_whole_command_packed(chunks: int) -> None:
+    prefix = CommandPrefix("EVALSHA", "f" * 40, 3, "k1", "k2", "k3", 7, "tok", 86400, "ch", "PUBLISH")
+    rest = [b"1"] + [part for _ in range(chunks) for part in (b'{"content":"h\xc3\xa9"}', "hé".encode())]
+    filled = prefix.with_args(*rest)
+    assert filled == pack_command("EVALSHA", "f" * 40, 3, "k1", "k2", "k3", 7, "tok", 86400, "ch", "PUBLISH", *rest)
     reader = hiredis.Reader()
     reader.feed(filled)
-    assert reader.gets()[8:10] == [b'{"content":"h\xc3\xa9"}', "hé".encode()]
+    assert reader.gets()[11:] == rest  # well-formed: a RESP parser reads it back whole
 
 
 @pytest.mark.parametrize(("reply", "kind"), [

@@ -30,6 +30,13 @@ log = logging.getLogger("workers.chat")
 LLM_FAILED = "The assistant could not finish this reply. Please try again."
 
 
+def published(waits: list[float]) -> None:
+    """Chunks confirmed by Redis, each with its wait from push to confirmation."""
+    metrics.LLM_CHUNKS.inc(len(waits))
+    for wait in waits:
+        metrics.PUBLISH_LATENCY.observe(wait)
+
+
 def failure_message(error: BaseException | None) -> str:
     """What the user reads in the reply's `event: error`: the LLM's own advice when it has some."""
     return getattr(error, "user_message", None) or LLM_FAILED
@@ -117,7 +124,9 @@ class ChatJob:
 
     async def _write(self, job: Job, user_id: int, chat_id: int, gen: int, token: str) -> None:
         messages = await self._context(user_id, chat_id)
-        chunks = self.replies.writer(user_id, chat_id, gen, token)
+        # Chunks go out as they come; a Redis outage within the lease is a pause, not a failure.
+        chunks = self.replies.writer(user_id, chat_id, gen, token, retry_seconds=self.lease_seconds,
+                                     on_batch=published)
         started = time.perf_counter()
         sent = 0
         end = ReplyEnd()
@@ -128,18 +137,24 @@ class ChatJob:
                     continue
                 if sent == 0:
                     metrics.LLM_FIRST_TOKEN.observe(time.perf_counter() - started)
-                published = time.perf_counter()
-                if not await self._through_outage(lambda: chunks.append(piece)):  # noqa: B023
-                    return  # fenced out: stopped, deleted or taken over
-                metrics.PUBLISH_LATENCY.observe(time.perf_counter() - published)
+                if chunks.fenced:
+                    return  # stopped, deleted or taken over
+                if chunks.error is not None:
+                    raise chunks.error
+                chunks.push(piece)
                 sent += 1
-                metrics.LLM_CHUNKS.inc()
+            if not await chunks.drain():
+                return
         except LLMError as error:
             if sent == 0:
                 raise  # nothing out yet: the runner retries with backoff (or gives up)
             log.warning("LLM failed mid-reply", extra={"job": job.id, "error": str(error)})
-            await self.replies.finish(user_id, chat_id, gen, "error", token=token, message=failure_message(error))
+            if await chunks.drain():
+                await self.replies.finish(user_id, chat_id, gen, "error", token=token,
+                                          message=failure_message(error))
             return
+        finally:
+            chunks.close()
         metrics.LLM_CALL.labels("chat").observe(time.perf_counter() - started)
         usage = None
         if end.prompt_tokens is not None and end.completion_tokens is not None:
@@ -150,9 +165,8 @@ class ChatJob:
             user_id, chat_id, gen, "done", token=token, finish_reason=end.finish_reason, usage=usage))
 
     async def _through_outage(self, call: Callable[[], Awaitable[int]]) -> int:
-        """A write of this reply, retried while Redis is unavailable (a stall, a failover) for as
-        long as the reply's lease would last; readers see a pause, not a broken reply. Both
-        writes are safe to repeat (append_chunk names its seq; a second finish finds it done)."""
+        """The reply's final write, retried while Redis is unavailable (a stall, a failover) for
+        as long as the reply's lease would last, like its chunks (a second finish finds it done)."""
         deadline = time.monotonic() + self.lease_seconds
         delay = 0.05
         while True:
