@@ -23,8 +23,12 @@ def main() -> None:
     loader = AppLoader(factory=create_app)
     app = loader.load()
     app.prepare(
-        host=settings.HOST, port=settings.PORT, workers=settings.API_WORKERS,
-        single_process=settings.API_WORKERS == 1, access_log=False, motd=False,
+        host=settings.HOST,
+        port=settings.PORT,
+        workers=settings.API_WORKERS,
+        single_process=settings.API_WORKERS == 1,
+        access_log=False,
+        motd=False,
         backlog=4096,  # many clients (re)connect at once after a pod restart
         protocol=HeadDeadlineProtocol,  # a total deadline for request heads (slow senders)
     )

@@ -21,6 +21,7 @@ from backend.logs import configure_logging
 from backend.ops import metrics, openapi
 from backend.ops.queue_watch import QueueWatch
 from backend.ops.routes import bp as ops_bp
+from backend.playground.routes import bp as playground_bp
 from backend.store.datastore import Store
 from config.settings import Settings, get_settings
 
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         app.blueprint(blueprint)
     if settings.AUTH_PROVIDER == "dev" and settings.ENVIRONMENT != "production":
         app.blueprint(dev_login_bp)
+    if settings.PLAYGROUND:
+        app.blueprint(playground_bp)
     if settings.OPENAPI_DOCS:
         openapi.install(app)
     cors.install(app, settings.CORS_ORIGINS)
@@ -75,7 +78,10 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         hub = store.hub()
         hub.start()
         app.ctx.relay = ReplyRelay(
-            hub, store.replies, streams=store.streams, ping_seconds=settings.SSE_PING_SECONDS,
+            hub,
+            store.replies,
+            streams=store.streams,
+            ping_seconds=settings.SSE_PING_SECONDS,
             check_seconds=min(settings.SSE_PING_SECONDS, settings.JOB_LEASE_SECONDS * 0.2),
         )
         app.ctx.relay.start()
@@ -110,9 +116,15 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         elapsed = time.perf_counter() - request.ctx.started
         metrics.observe(request, response, elapsed)
         if access.isEnabledFor(logging.INFO):
-            access.info("request", extra={
-                "request_id": request_id, "method": request.method, "path": request.path,
-                "status": response.status, "ms": round(elapsed * 1000, 2),
-            })
+            access.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status,
+                    "ms": round(elapsed * 1000, 2),
+                },
+            )
 
     return app

@@ -27,10 +27,16 @@ def install(app: Sanic, origins: list[str]) -> None:
         origin = request.headers.get("origin")
         if not allows(origin):
             return empty(status=204)  # no CORS headers: the browser refuses the real request
-        return empty(status=204, headers={
-            "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": ALLOWED_METHODS,
-            "Access-Control-Allow-Headers": ALLOWED_HEADERS, "Access-Control-Max-Age": "600", "Vary": "Origin",
-        })
+        return empty(
+            status=204,
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": ALLOWED_METHODS,
+                "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )
 
     @app.on_response(priority=90)
     async def allow_origin(request: Request, response: HTTPResponse) -> None:

@@ -53,7 +53,12 @@ class BadGateway(ApiError):
 
 
 class ServiceUnavailable(ApiError):
+    """503, always with `Retry-After` (1 s unless the raiser knows better)."""
+
     status_code = 503
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "1", **(headers or {})})
 
 
 UNAVAILABLE_MESSAGE = "The service is temporarily unavailable. Please retry shortly."
@@ -89,8 +94,14 @@ def install(app: Sanic) -> None:
             message = _SANIC_MESSAGES.get(status) or "Request failed."
             return error_response(status, message, dict(exception.headers or {}))
         if isinstance(exception, StoreUnavailable):
-            log.warning("redis unavailable", extra={"error": str(exception), "path": request.path,
-                                                    "request_id": getattr(request.ctx, "request_id", None)})
+            log.warning(
+                "redis unavailable",
+                extra={
+                    "error": str(exception),
+                    "path": request.path,
+                    "request_id": getattr(request.ctx, "request_id", None),
+                },
+            )
             return error_response(503, UNAVAILABLE_MESSAGE, {"Retry-After": "1"})
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "Internal server error.")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -66,26 +65,6 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
 
 
-_SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc=[\"']([^\"']+)", re.I)
-_INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.I | re.S)
-_LINK_HREF = re.compile(r"<link\b[^>]*\bhref=[\"']([^\"']+)", re.I)
-
-
-def static_page_policy(page: str) -> str:
-    """The policy of a page built from the configuration alone (the docs pages of sanic-ext): its
-    script origins and inline scripts by hash; styles may be inline (the docs UIs inject them)."""
-    scripts = sorted({o for o in map(origin, _SCRIPT_SRC.findall(page)) if o})
-    inline = sorted({sha256_source(s) for s in _INLINE_SCRIPT.findall(page)})
-    links = sorted({o for o in map(origin, _LINK_HREF.findall(page)) if o})
-    script_src = " ".join(["'self'", *scripts, *inline])
-    style_src = " ".join(["'self'", "'unsafe-inline'", *links])
-    return (
-        f"default-src 'self'; script-src {script_src}; style-src {style_src}; font-src 'self' data: https:; "
-        "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; form-action 'none'; base-uri 'none'; "
-        "frame-ancestors 'none'; object-src 'none'"
-    )
-
-
 def allowed_methods(app: Sanic, path: str) -> list[str]:
     """The methods some route of the app answers on `path`."""
     allowed = []
@@ -100,7 +79,6 @@ def allowed_methods(app: Sanic, path: str) -> list[str]:
 
 def install(app: Sanic) -> None:
     prefix = f"{app.name}."
-    docs_prefix = f"{app.name}.openapi."
 
     def authenticated(request: Request) -> bool:
         route = request.route
@@ -123,11 +101,7 @@ def install(app: Sanic) -> None:
                 headers["Cache-Control"] = "no-store"
         elif content_type.startswith("text/html"):
             if "content-security-policy" not in headers:
-                route = request.route
-                if route is not None and route.name.startswith(docs_prefix) and isinstance(response.body, bytes):
-                    headers["Content-Security-Policy"] = static_page_policy(response.body.decode(errors="replace"))
-                else:
-                    headers["Content-Security-Policy"] = DEFAULT_PAGE_POLICY
+                headers["Content-Security-Policy"] = DEFAULT_PAGE_POLICY
             headers["X-Frame-Options"] = "DENY"
         if response.status == 405 and "allow" not in headers:
             allowed = allowed_methods(app, request.path)

@@ -1,7 +1,7 @@
 """make bench: every benchmark, each next to its baseline, in one run (about 6 minutes).
 
 Prints one table per benchmark and writes them to bench/results/<name>.json.
-python -m bench [B1 B2 B3 B4 B5] runs a subset.
+python -m bench [B1 B2 B3 B4 B5 B6] runs a subset.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from bench.end_to_end import b6_end_to_end
 from bench.harness import save, table
 from bench.latency import b1_user_info, b4_latency
 from bench.relay import ceiling_run, relay_run
@@ -37,23 +38,79 @@ def b3_reconnect() -> list[dict[str, Any]]:
     return [result]
 
 
-BENCHMARKS = {"B1": ("B1 GET /user/info vs GET /health (same server, 64 connections)", b1_user_info),
-              "B2": ("B2 relay: S streams x R chunks/s, real publish path, next to a bare Sanic ceiling", b2_relay),
-              "B3": ("B3 relay while Redis kills the API's pub/sub connection (CLIENT KILL TYPE pubsub)",
-                     b3_reconnect),
-              "B4": ("B4 latency with a zero-delay fake LLM", b4_latency),
-              "B5": ("B5 one worker process: concurrent replies at 20 tokens/s, publish p99 < 20 ms", b5_worker)}
+BENCHMARKS = {
+    "B1": ("B1 GET /user/info vs GET /health (same server, 64 connections)", b1_user_info),
+    "B2": ("B2 relay: S streams x R chunks/s, real publish path, next to a bare Sanic ceiling", b2_relay),
+    "B3": ("B3 relay while Redis kills the API's pub/sub connection (CLIENT KILL TYPE pubsub)", b3_reconnect),
+    "B4": ("B4 latency with a zero-delay fake LLM", b4_latency),
+    "B5": ("B5 one worker process: concurrent replies at 20 tokens/s, publish p99 < 20 ms", b5_worker),
+    "B6": (
+        "B6 end to end: N prompts over 3 s -> API -> job stream -> 2 workers (fake LLM, 20 tokens/s) -> hub -> SSE",
+        b6_end_to_end,
+    ),
+}
 
-COLUMNS = {"B2": ["kind", "streams", "rate", "completed", "hung", "gaps", "duplicates", "events_per_second",
-                  "latency_p50_ms", "latency_p99_ms", "api_cpu_percent", "kib_per_stream"],
-           "B3": ["streams", "rate", "subscribers_killed", "completed", "failed", "hung", "gaps", "duplicates",
-                  "events", "latency_p99_ms"]}
+COLUMNS = {
+    "B2": [
+        "kind",
+        "streams",
+        "rate",
+        "completed",
+        "hung",
+        "gaps",
+        "duplicates",
+        "events_per_second",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "api_cpu_percent",
+        "kib_per_stream",
+    ],
+    "B3": [
+        "streams",
+        "rate",
+        "subscribers_killed",
+        "completed",
+        "failed",
+        "hung",
+        "gaps",
+        "duplicates",
+        "events",
+        "latency_p99_ms",
+    ],
+    "B6": [
+        "streams",
+        "max_wait_s",
+        "admitted",
+        "refused_503",
+        "refused_other",
+        "completed",
+        "failed",
+        "events_per_second",
+        "offered_per_second",
+        "first_p50_ms",
+        "first_p99_ms",
+        "beyond_llm_p50_ms",
+        "beyond_llm_p99_ms",
+        "refusal_p99_ms",
+        "api_cpu_s",
+        "workers_cpu_s",
+        "redis_cpu_s",
+        "wall_s",
+        "kib_per_stream",
+        "target",
+        "met",
+    ],
+}
 
 
 def main() -> None:
     chosen = sys.argv[1:] or list(BENCHMARKS)
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-               "when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())}
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+    }
     print(f"machine: {json.dumps(machine)}\n")
     for name in chosen:
         title, run = BENCHMARKS[name]

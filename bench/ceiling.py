@@ -20,8 +20,9 @@ app.config.update(AUTO_EXTEND=False, RESPONSE_TIMEOUT=600)
 async def stream(request: Request) -> None:
     count = int(request.args.get("n", "100"))
     interval = 1 / float(request.args.get("rate", "20"))
-    response = await request.respond(content_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = await request.respond(
+        content_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     await response.send(b": ping\n\n")
     # Every stream starts at the same moment (`start`, Unix time), like the relay's publisher.
     await asyncio.sleep(max(0.0, float(request.args.get("start", "0")) - time.time()))
@@ -38,5 +39,4 @@ async def stream(request: Request) -> None:
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=int(sys.argv[1]), single_process=True, access_log=False, motd=False,
-            backlog=4096)
+    app.run(host="127.0.0.1", port=int(sys.argv[1]), single_process=True, access_log=False, motd=False, backlog=4096)

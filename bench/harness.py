@@ -21,8 +21,12 @@ from devstack.redis_server import RedisServer
 from devstack.services import ROOT, Api, Worker
 
 RESULTS = ROOT / "bench" / "results"
-QUIET = {"LOG_LEVEL": "WARNING", "RATE_LIMIT_CHAT_PER_MINUTE": "0", "RATE_LIMIT_INTERVIEW_PER_MINUTE": "0",
-         "RATE_LIMIT_AUTH_PER_MINUTE": "0"}
+QUIET = {
+    "LOG_LEVEL": "WARNING",
+    "RATE_LIMIT_CHAT_PER_MINUTE": "0",
+    "RATE_LIMIT_INTERVIEW_PER_MINUTE": "0",
+    "RATE_LIMIT_AUTH_PER_MINUTE": "0",
+}
 
 
 class Stack:
@@ -69,8 +73,11 @@ def run_json_process(module: str, spec: dict[str, Any]) -> subprocess.Popen[byte
     json.dump(spec, spec_file)
     spec_file.close()
     result_file = spec_file.name.replace(".json", ".result.json")
-    process = subprocess.Popen([sys.executable, "-m", module, spec_file.name, result_file], cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, spec_file.name, result_file],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     process.result_file = result_file  # type: ignore[attr-defined]
     return process
 
@@ -102,8 +109,11 @@ def table(title: str, rows: list[dict[str, Any]]) -> str:
     columns = list(rows[0])
     cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
-             "  ".join("-" * w for w in widths)]
+    lines = [
+        title,
+        "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
     return "\n".join(lines)
 

@@ -34,11 +34,13 @@ async def python_load(url: str, headers: dict[str, str], seconds: int = 5, conne
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
     async with httpx.AsyncClient(headers=headers, limits=httpx.Limits(max_connections=connections)) as http:
+
         async def loop() -> None:
             while time.monotonic() < deadline:
                 started = time.perf_counter()
                 await http.get(url)
                 latencies.append(time.perf_counter() - started)
+
         await asyncio.gather(*(loop() for _ in range(connections)))
     latencies.sort()
     return {"rps": len(latencies) / seconds, "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000, "non_2xx": 0}
@@ -66,11 +68,18 @@ def b1_user_info() -> list[dict[str, Any]]:
             # Alternate the two routes and keep the median round: this machine is noisy.
             rounds = [(load(f"{api.url}/health", {}), load(f"{api.url}/user/info", headers)) for _ in range(3)]
             health, info = sorted(rounds, key=lambda r: r[1]["rps"] / r[0]["rps"])[1]
-            rows.append({"openapi_loaded": docs == "true", "health_rps": health["rps"],
-                         "health_p99_ms": health["p99_ms"], "user_info_rps": info["rps"],
-                         "user_info_p99_ms": info["p99_ms"], "ratio": info["rps"] / health["rps"],
-                         "non_2xx": health["non_2xx"] + info["non_2xx"],
-                         "tool": "wrk" if shutil.which("wrk") else "python"})
+            rows.append(
+                {
+                    "openapi_loaded": docs == "true",
+                    "health_rps": health["rps"],
+                    "health_p99_ms": health["p99_ms"],
+                    "user_info_rps": info["rps"],
+                    "user_info_p99_ms": info["p99_ms"],
+                    "ratio": info["rps"] / health["rps"],
+                    "non_2xx": health["non_2xx"] + info["non_2xx"],
+                    "tool": "wrk" if shutil.which("wrk") else "python",
+                }
+            )
         finally:
             stack.stop()
     return rows
@@ -78,8 +87,10 @@ def b1_user_info() -> list[dict[str, Any]]:
 
 async def first_event_ms(host: str, port: int, path: str, token: str, body: bytes) -> float:
     reader, writer = await asyncio.open_connection(host, port)
-    request = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthentication: Basic {token}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthentication: Basic {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     started = time.perf_counter()
     writer.write(request)
     seen = b""
@@ -106,22 +117,31 @@ def b4_latency(samples: int = 100) -> list[dict[str, Any]]:
         async def run() -> list[dict[str, Any]]:
             async with httpx.AsyncClient(base_url=api.url, timeout=20) as http:
                 token = await dev_login(http)
-                chats = [(await http.post("/assistant/chat", headers=auth(token))).json()["chatId"]
-                         for _ in range(samples)]
+                chats = [
+                    (await http.post("/assistant/chat", headers=auth(token))).json()["chatId"] for _ in range(samples)
+                ]
                 first = []
                 for chat_id in chats:
-                    first.append(await first_event_ms("127.0.0.1", api.port, f"/assistant/chat/{chat_id}/", token,
-                                                      b'{"prompt": "latency?"}'))
+                    first.append(
+                        await first_event_ms(
+                            "127.0.0.1", api.port, f"/assistant/chat/{chat_id}/", token, b'{"prompt": "latency?"}'
+                        )
+                    )
                 ready = []
                 for index in range(samples):
                     started = time.perf_counter()
-                    await http.post("/user/skill-description", headers=auth(token),
-                                    json={"description": f"Python and Redis, take {index}"})
+                    await http.post(
+                        "/user/skill-description",
+                        headers=auth(token),
+                        json={"description": f"Python and Redis, take {index}"},
+                    )
                     while (await http.get("/user/questions", headers=auth(token))).status_code != 200:  # noqa: ASYNC110
                         await asyncio.sleep(0.001)  # polling is what a client does
                     ready.append((time.perf_counter() - started) * 1000)
-            return [{"measure": "POST prompt -> first event", **percentiles(first)},
-                    {"measure": "skill description -> questions ready", **percentiles(ready)}]
+            return [
+                {"measure": "POST prompt -> first event", **percentiles(first)},
+                {"measure": "skill description -> questions ready", **percentiles(ready)},
+            ]
 
         return asyncio.run(run())
     finally:

@@ -15,13 +15,13 @@ from bench.spec import percentile, serve_spec
 from config.settings import Settings
 
 
-async def write_reply(store: Store, reply: dict, chunks: int, rate: float,
-                      latencies: array, start_at: float) -> None:
+async def write_reply(store: Store, reply: dict, chunks: int, rate: float, latencies: array, start_at: float) -> None:
     interval = 1 / rate
     next_at = start_at
     # Like a worker: chunks are pushed as they come; the ones that pile up behind a call go together.
-    chunks_of_reply = store.replies.writer(reply["user"], reply["chat"], reply["gen"], reply["token"],
-                                           on_batch=latencies.extend)
+    chunks_of_reply = store.replies.writer(
+        reply["user"], reply["chat"], reply["gen"], reply["token"], on_batch=latencies.extend
+    )
     for _ in range(chunks):
         delay = next_at - time.monotonic()
         if delay > 0:
@@ -47,17 +47,21 @@ async def run(spec: dict) -> dict:
     spread = 1 / spec["rate"]  # stagger the streams over one interval
     started = time.time()
     heartbeat = asyncio.create_task(renew_leases(store, replies))  # what a worker's heartbeat does
-    await asyncio.gather(*(
-        write_reply(store, reply, spec["chunks"], spec["rate"], latencies,
-                    start + spread * index / len(replies))
-        for index, reply in enumerate(replies)
-    ))
+    await asyncio.gather(
+        *(
+            write_reply(store, reply, spec["chunks"], spec["rate"], latencies, start + spread * index / len(replies))
+            for index, reply in enumerate(replies)
+        )
+    )
     wall = time.time() - started
     heartbeat.cancel()
     await store.close()
-    return {"chunks": len(latencies), "chunks_per_second": len(latencies) / wall,
-            "publish_p50_ms": percentile(latencies, 0.5) * 1000,
-            "publish_p99_ms": percentile(latencies, 0.99) * 1000}
+    return {
+        "chunks": len(latencies),
+        "chunks_per_second": len(latencies) / wall,
+        "publish_p50_ms": percentile(latencies, 0.5) * 1000,
+        "publish_p99_ms": percentile(latencies, 0.99) * 1000,
+    }
 
 
 if __name__ == "__main__":

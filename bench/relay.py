@@ -39,8 +39,9 @@ async def prepare(stack: Stack, count: int) -> list[dict[str, Any]]:
     return replies
 
 
-def relay_run(streams: int, rate: float, seconds: float = SECONDS, kill_subscribers_at: float | None = None
-              ) -> dict[str, Any]:
+def relay_run(
+    streams: int, rate: float, seconds: float = SECONDS, kill_subscribers_at: float | None = None
+) -> dict[str, Any]:
     stack = Stack()
     try:
         api = stack.api()
@@ -48,21 +49,40 @@ def relay_run(streams: int, rate: float, seconds: float = SECONDS, kill_subscrib
         rss_before = rss_bytes(api.process.pid)
         # Enough time for every chunk even when the publishers fall behind the offered rate.
         deadline = seconds + 60 + streams * rate * seconds / 20_000
-        client = run_json_process("bench.sse_load", {
-            "host": "127.0.0.1", "port": api.port, "deadline": deadline,
-            "requests": [{"method": "GET", "path": f"/assistant/chat/{r['chat']}/stream",
-                          "headers": {"Authentication": f"Basic {r['auth']}"}} for r in replies],
-        })
+        client = run_json_process(
+            "bench.sse_load",
+            {
+                "host": "127.0.0.1",
+                "port": api.port,
+                "deadline": deadline,
+                "requests": [
+                    {
+                        "method": "GET",
+                        "path": f"/assistant/chat/{r['chat']}/stream",
+                        "headers": {"Authentication": f"Basic {r['auth']}"},
+                    }
+                    for r in replies
+                ],
+            },
+        )
         asyncio.run(wait_for_metric(api, "ai_sse_open_streams", streams))
         time.sleep(0.5)
         rss_open = rss_bytes(api.process.pid)
         cpu_before = cpu_seconds(api.process.pid)
         started = time.monotonic()
         # Like several workers: the replies are split over PUBLISHERS processes.
-        publishers = [run_json_process("bench.publisher", {
-            "redis_url": stack.redis.url, "rate": rate, "chunks": int(rate * seconds),
-            "replies": [{k: r[k] for k in ("user", "chat", "gen", "token")} for r in replies[part::PUBLISHERS]],
-        }) for part in range(PUBLISHERS)]
+        publishers = [
+            run_json_process(
+                "bench.publisher",
+                {
+                    "redis_url": stack.redis.url,
+                    "rate": rate,
+                    "chunks": int(rate * seconds),
+                    "replies": [{k: r[k] for k in ("user", "chat", "gen", "token")} for r in replies[part::PUBLISHERS]],
+                },
+            )
+            for part in range(PUBLISHERS)
+        ]
         killed = 0
         if kill_subscribers_at is not None:
             time.sleep(kill_subscribers_at)
@@ -74,7 +94,9 @@ def relay_run(streams: int, rate: float, seconds: float = SECONDS, kill_subscrib
         busy = cpu_seconds(api.process.pid) - cpu_before
         wall = time.monotonic() - started
         return {
-            "streams": streams, "rate": rate, **received,
+            "streams": streams,
+            "rate": rate,
+            **received,
             "published_per_second": sum(p["chunks_per_second"] for p in published),
             "publish_p99_ms": max(p["publish_p99_ms"] for p in published),
             "api_cpu_percent": 100 * busy / wall,
@@ -95,15 +117,24 @@ def ceiling_run(streams: int, rate: float, seconds: float = SECONDS) -> dict[str
         rss_before = rss_bytes(server.pid)
         cpu_before = cpu_seconds(server.pid)
         started = time.monotonic()
-        client = run_json_process("bench.sse_load", {
-            "host": "127.0.0.1", "port": port, "deadline": seconds + 60,
-            "requests": [{"method": "GET", "path": f"/stream?n={chunks}&rate={rate}&start={start_at}"}] * streams,
-        })
+        client = run_json_process(
+            "bench.sse_load",
+            {
+                "host": "127.0.0.1",
+                "port": port,
+                "deadline": seconds + 60,
+                "requests": [{"method": "GET", "path": f"/stream?n={chunks}&rate={rate}&start={start_at}"}] * streams,
+            },
+        )
         received = result_of(client)
         busy = cpu_seconds(server.pid) - cpu_before
-        return {"streams": streams, "rate": rate, **received,
-                "api_cpu_percent": 100 * busy / (time.monotonic() - started),
-                "kib_per_stream": (rss_bytes(server.pid) - rss_before) / 1024 / streams}
+        return {
+            "streams": streams,
+            "rate": rate,
+            **received,
+            "api_cpu_percent": 100 * busy / (time.monotonic() - started),
+            "kib_per_stream": (rss_bytes(server.pid) - rss_before) / 1024 / streams,
+        }
     finally:
         server.terminate()
         server.wait(10)

@@ -59,7 +59,7 @@ class SseStream(asyncio.Protocol):
                 self.ended = True
                 self.transport.close()
                 return
-            del self.raw[:end + 4]
+            del self.raw[: end + 4]
             self.in_body = True
             self.chunk_left = -1
         self._dechunk()
@@ -89,7 +89,7 @@ class SseStream(asyncio.Protocol):
                 if line_end < 0:
                     return
                 size = int(raw[:line_end], 16)
-                del raw[:line_end + 2]
+                del raw[: line_end + 2]
                 self.chunk_left = size if size else -3
             if self.chunk_left == -3:  # the last chunk
                 return
@@ -105,10 +105,10 @@ class SseStream(asyncio.Protocol):
                 break
             frame = bytes(body[start:end])
             start = end + 2
-            if frame.startswith(b":"):
+            if frame.startswith((b":", b"retry:")):  # comments, and the reconnection hint every stream opens with
                 continue
             newline = frame.find(b"\n")
-            seq = int(frame[frame.index(b"-", 4, newline) + 1:newline])
+            seq = int(frame[frame.index(b"-", 4, newline) + 1 : newline])
             if seq <= self.last_seq:
                 totals.duplicates += 1
                 continue
@@ -125,7 +125,7 @@ class SseStream(asyncio.Protocol):
             totals.per_second[second] = totals.per_second.get(second, 0) + 1
             stamp = frame.rfind(b'"t":')
             if stamp > 0:
-                totals.latencies.append(now - float(frame[stamp + 4:frame.index(b"}", stamp)]))
+                totals.latencies.append(now - float(frame[stamp + 4 : frame.index(b"}", stamp)]))
         del body[:start]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -151,11 +151,15 @@ async def run(spec: dict) -> dict:
         future = loop.create_future()
         done.append(future)
         first_seq = request.get("first_seq", 1)
-        connections.append(loop.create_connection(
-            lambda r=head.encode() + b"\r\n" + body, f=future, s=first_seq: SseStream(r, totals, f, s),
-            spec["host"], spec["port"]))
+        connections.append(
+            loop.create_connection(
+                lambda r=head.encode() + b"\r\n" + body, f=future, s=first_seq: SseStream(r, totals, f, s),
+                spec["host"],
+                spec["port"],
+            )
+        )
     for start in range(0, len(connections), 50):  # a few handshakes at a time: the accept queue is finite
-        await asyncio.gather(*connections[start:start + 50])
+        await asyncio.gather(*connections[start : start + 50])
     started = time.time()
     try:
         await asyncio.wait_for(asyncio.gather(*done), spec.get("deadline", 120))
@@ -165,12 +169,18 @@ async def run(spec: dict) -> dict:
     steady = sorted(totals.per_second.items())[1:-1]
     rate = sorted(count for _, count in steady)[len(steady) // 2] if steady else float("nan")
     return {
-        "streams": len(spec["requests"]), "completed": totals.completed, "failed": totals.failed,
-        "hung": len(spec["requests"]) - totals.closed, "events": totals.events, "gaps": totals.gaps,
-        "duplicates": totals.duplicates, "events_per_second": rate,
+        "streams": len(spec["requests"]),
+        "completed": totals.completed,
+        "failed": totals.failed,
+        "hung": len(spec["requests"]) - totals.closed,
+        "events": totals.events,
+        "gaps": totals.gaps,
+        "duplicates": totals.duplicates,
+        "events_per_second": rate,
         "latency_p50_ms": percentile(totals.latencies, 0.50) * 1000,
         "latency_p99_ms": percentile(totals.latencies, 0.99) * 1000,
-        "wall_seconds": time.time() - started, "per_second": sorted(totals.per_second.items()),
+        "wall_seconds": time.time() - started,
+        "per_second": sorted(totals.per_second.items()),
     }
 
 

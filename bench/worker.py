@@ -61,8 +61,12 @@ def step(replies: int) -> dict[str, Any]:
     try:
         port = free_port()
         words = int(TOKENS_PER_SECOND * (WINDOW + 6))
-        stack.worker(WORKER_CONCURRENCY=str(replies), WORKER_METRICS_PORT=str(port),
-                     FAKE_LLM_TOKEN_DELAY_MS=str(1000 / TOKENS_PER_SECOND), FAKE_LLM_REPLY_WORDS=str(words))
+        stack.worker(
+            WORKER_CONCURRENCY=str(replies),
+            WORKER_METRICS_PORT=str(port),
+            FAKE_LLM_TOKEN_DELAY_MS=str(1000 / TOKENS_PER_SECOND),
+            FAKE_LLM_REPLY_WORDS=str(words),
+        )
         wait_for_port(port)
         asyncio.run(start_replies(stack, replies))
         url = f"http://127.0.0.1:{port}/metrics"
@@ -70,11 +74,14 @@ def step(replies: int) -> dict[str, Any]:
         before = httpx.get(url).text
         time.sleep(WINDOW)
         after = httpx.get(url).text
-        rate = (counter(after, "ai_worker_publish_seconds_count") - counter(before, "ai_worker_publish_seconds_count"))
-        return {"replies": replies, "target_chunks_per_s": replies * TOKENS_PER_SECOND,
-                "chunks_per_s": rate / WINDOW,
-                "publish_p50_ms": histogram_quantile(after, "ai_worker_publish_seconds", 0.5) * 1000,
-                "publish_p99_ms": histogram_quantile(after, "ai_worker_publish_seconds", 0.99) * 1000}
+        rate = counter(after, "ai_worker_publish_seconds_count") - counter(before, "ai_worker_publish_seconds_count")
+        return {
+            "replies": replies,
+            "target_chunks_per_s": replies * TOKENS_PER_SECOND,
+            "chunks_per_s": rate / WINDOW,
+            "publish_p50_ms": histogram_quantile(after, "ai_worker_publish_seconds", 0.5) * 1000,
+            "publish_p99_ms": histogram_quantile(after, "ai_worker_publish_seconds", 0.99) * 1000,
+        }
     finally:
         stack.stop()
 
@@ -88,5 +95,3 @@ def b5_worker(levels: tuple[int, ...] = (250, 500, 1000, 1500)) -> list[dict[str
         if not row["sustained"]:
             break
     return rows
-
-

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     OPENAPI_DOCS: bool = True
+    PLAYGROUND: bool | None = None  # the web playground at /; unset: on when ENVIRONMENT=development
 
     AUTH_PROVIDER: Literal["dev", "github", "oidc"] = "dev"
     ALLOW_DEV_LOGIN: bool = False  # the dev provider on a HOST that is not a loopback address
@@ -96,15 +97,20 @@ class Settings(BaseSettings):
             host = "127.0.0.1" if self.HOST in ("0.0.0.0", "::") else self.HOST
             self.PUBLIC_URL = f"http://{host}:{self.PORT}"
         self.PUBLIC_URL = self.PUBLIC_URL.rstrip("/")
+        if self.PLAYGROUND is None:
+            self.PLAYGROUND = self.ENVIRONMENT == "development"
         if not self.OAUTH_REDIRECT_URI and self.AUTH_PROVIDER == "dev":
-            self.OAUTH_REDIRECT_URI = f"{self.PUBLIC_URL}/dev/callback"
+            # The dev provider lands on the playground, which finishes the login; else on its own page.
+            self.OAUTH_REDIRECT_URI = f"{self.PUBLIC_URL}/" if self.PLAYGROUND else f"{self.PUBLIC_URL}/dev/callback"
         prod = self.ENVIRONMENT == "production"
         if prod and self.AUTH_PROVIDER == "dev":
             raise ValueError("AUTH_PROVIDER: 'dev' is refused when ENVIRONMENT=production")
         if self.AUTH_PROVIDER == "dev" and not (_is_loopback(self.HOST) or self.ALLOW_DEV_LOGIN):
             # Production is refused above; ENVIRONMENT=test (the test suite) counts as development.
-            raise ValueError(f"AUTH_PROVIDER: 'dev' (anyone logs in as anyone) is refused on HOST={self.HOST}, "
-                             "not a loopback address: set ALLOW_DEV_LOGIN=true to allow it, or use a real provider")
+            raise ValueError(
+                f"AUTH_PROVIDER: 'dev' (anyone logs in as anyone) is refused on HOST={self.HOST}, "
+                "not a loopback address: set ALLOW_DEV_LOGIN=true to allow it, or use a real provider"
+            )
         if prod and self.LLM_PROVIDER == "fake":
             raise ValueError("LLM_PROVIDER: 'fake' is refused when ENVIRONMENT=production")
         if self.AUTH_PROVIDER in ("github", "oidc"):

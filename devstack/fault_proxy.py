@@ -122,8 +122,13 @@ class FaultProxy:
                 self.writers.discard(writer)
                 writer.close()
 
-    async def _commands(self, client: asyncio.StreamReader, client_writer: asyncio.StreamWriter,
-                        upstream: asyncio.StreamWriter, slots: deque[bytes | None]) -> None:
+    async def _commands(
+        self,
+        client: asyncio.StreamReader,
+        client_writer: asyncio.StreamWriter,
+        upstream: asyncio.StreamWriter,
+        slots: deque[bytes | None],
+    ) -> None:
         parser = hiredis.Reader()
         while data := await client.read(65536):
             parser.feed(data)
@@ -146,8 +151,9 @@ class FaultProxy:
                 await client_writer.drain()
 
     @staticmethod
-    async def _replies(server: asyncio.StreamReader, client_writer: asyncio.StreamWriter,
-                       slots: deque[bytes | None]) -> None:
+    async def _replies(
+        server: asyncio.StreamReader, client_writer: asyncio.StreamWriter, slots: deque[bytes | None]
+    ) -> None:
         parser = hiredis.Reader()
         try:
             while data := await server.read(65536):

@@ -20,8 +20,12 @@ async def dev_login(http: httpx.AsyncClient, username: str | None = None) -> str
 async def dev_code(http: httpx.AsyncClient, username: str) -> tuple[str, str]:
     auth_code = (await http.get("/user/auth-code")).json()
     query = dict(parse_qsl(urlparse(auth_code["loginUrl"]).query))
-    form = {"username": username, "state": query["state"], "code_challenge": query["code_challenge"],
-            "redirect_uri": query["redirect_uri"]}
+    form = {
+        "username": username,
+        "state": query["state"],
+        "code_challenge": query["code_challenge"],
+        "redirect_uri": query["redirect_uri"],
+    }
     response = await http.post("/dev/login", data=form)
     assert response.status_code == 303, response.text
     back = dict(parse_qsl(urlparse(response.headers["location"]).query))

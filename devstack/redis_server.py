@@ -64,11 +64,39 @@ def make_tls_files(directory: str | Path | None = None) -> TlsFiles:
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], check=True, capture_output=True, timeout=30)
 
-    run("req", "-x509", *ec, "-keyout", str(files.ca_key), "-out", str(files.ca_cert), "-days", "2",
-        "-subj", "/CN=devstack test CA", "-addext", "keyUsage = critical, keyCertSign, cRLSign")
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        str(files.ca_key),
+        "-out",
+        str(files.ca_cert),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=devstack test CA",
+        "-addext",
+        "keyUsage = critical, keyCertSign, cRLSign",
+    )
     run("req", "-new", *ec, "-keyout", str(files.key), "-out", str(where / "server.csr"), "-subj", "/CN=localhost")
-    run("x509", "-req", "-in", str(where / "server.csr"), "-CA", str(files.ca_cert), "-CAkey", str(files.ca_key),
-        "-CAcreateserial", "-days", "2", "-extfile", str(where / "server.ext"), "-out", str(files.cert))
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(where / "server.csr"),
+        "-CA",
+        str(files.ca_cert),
+        "-CAkey",
+        str(files.ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(where / "server.ext"),
+        "-out",
+        str(files.cert),
+    )
     return files
 
 
@@ -87,8 +115,9 @@ class RedisServer:
     def url(self) -> str:
         return self.url_with()
 
-    def url_with(self, *, username: str | None = None, password: str | None = None, db: int = 0,
-                 db_in_query: bool = False) -> str:
+    def url_with(
+        self, *, username: str | None = None, password: str | None = None, db: int = 0, db_in_query: bool = False
+    ) -> str:
         """This server's URL, e.g. `redis://app:pw@127.0.0.1:P/0`, or `...:P?db=4` with `db_in_query`.
 
         A TLS server's is `rediss://127.0.0.1:P/0?ssl_ca_certs=<CA file, URL-encoded>`.
@@ -106,22 +135,46 @@ class RedisServer:
         path = "" if db_in_query else f"/{db}"
         return f"{scheme}://{credentials}127.0.0.1:{self.port}{path}" + ("?" + "&".join(query) if query else "")
 
-    def client(self, *, username: str | None = None, password: str | None = None, db: int = 0,
-               **options: object) -> redis.Redis:
+    def client(
+        self, *, username: str | None = None, password: str | None = None, db: int = 0, **options: object
+    ) -> redis.Redis:
         """A synchronous redis-py client of this server (TLS and credentials as given)."""
         return redis.Redis.from_url(self.url_with(username=username, password=password, db=db), **options)
 
     def start(self) -> RedisServer:
         if self.tls:
-            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert),
-                      "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca_cert),
-                      "--tls-auth-clients", "no"]
+            listen = [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.tls.cert),
+                "--tls-key-file",
+                str(self.tls.key),
+                "--tls-ca-cert-file",
+                str(self.tls.ca_cert),
+                "--tls-auth-clients",
+                "no",
+            ]
         else:
             listen = ["--port", str(self.port)]
         self.process = subprocess.Popen(
-            [redis_binary(), *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                redis_binary(),
+                *listen,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                *self.extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.paused = False
         wait_for_port(self.port, process=self.process)
@@ -174,9 +227,20 @@ class RedisCluster:
         self.size, self.replicas_per_master = masters, replicas
         # A node's bus port is its port + 10000, so ports must stay at or below 55535.
         ports = _cluster_ports(masters * (1 + replicas))
-        self.nodes = [RedisServer(port, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                  "--cluster-node-timeout", "2000", "--repl-diskless-sync-delay", "0")
-                      for port in ports]  # a replica's first sync at once, not after the default 5 s
+        self.nodes = [
+            RedisServer(
+                port,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+                "--repl-diskless-sync-delay",
+                "0",
+            )
+            for port in ports
+        ]  # a replica's first sync at once, not after the default 5 s
         self.killed: list[RedisServer] = []
         self.ids: dict[int, str] = {}  # port -> node id
 
@@ -194,9 +258,20 @@ class RedisCluster:
         redis_cli = shutil.which("redis-cli")
         if not redis_cli:
             raise RuntimeError("redis-cli not found on PATH: install it (apt-get install redis-tools)")
-        subprocess.run([redis_cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                        "--cluster-replicas", str(self.replicas_per_master), "--cluster-yes"],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                redis_cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                str(self.replicas_per_master),
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         self.ids = {node.port: self.call(node, "CLUSTER", "MYID") for node in self.nodes}
         self.wait_settled(30, replicas=self.size * self.replicas_per_master)
         return self
@@ -269,8 +344,9 @@ class RedisCluster:
         for node in self.live:
             try:
                 state = dict(line.split(":", 1) for line in self.call(node, "CLUSTER", "INFO").split())
-                slots = tuple(sorted((start, end, master[1])
-                                     for start, end, master, *_ in self.call(node, "CLUSTER", "SLOTS")))
+                slots = tuple(
+                    sorted((start, end, master[1]) for start, end, master, *_ in self.call(node, "CLUSTER", "SLOTS"))
+                )
                 views.append(_cluster_nodes(self.call(node, "CLUSTER", "NODES")))
                 with redis.Redis(port=node.port, decode_responses=True, socket_timeout=5) as client:
                     replication = client.info("replication")
@@ -327,8 +403,9 @@ class RedisCluster:
         self.killed.append(node)
         self.wait_settled(timeout)
 
-    def migrate_slot(self, slot: int, source: RedisServer, target: RedisServer, batch: int = 100,
-                     timeout: float = 15) -> int:
+    def migrate_slot(
+        self, slot: int, source: RedisServer, target: RedisServer, batch: int = 100, timeout: float = 15
+    ) -> int:
         """Moves `slot` from master `source` to master `target` the manual way; returns how many keys moved."""
         deadline = time.monotonic() + timeout
         source_id, target_id = self.node_id(source), self.node_id(target)
@@ -348,7 +425,6 @@ class RedisCluster:
         return moved
 
 
-
 def _cluster_nodes(text: str) -> dict[str, tuple[bool, str, str, bool]]:
     """CLUSTER NODES as {node id: (is it the answering node, role, its master's id or "-", healthy)}."""
     view = {}
@@ -359,6 +435,7 @@ def _cluster_nodes(text: str) -> dict[str, tuple[bool, str, str, bool]]:
         healthy = not flag_set & {"fail", "fail?", "handshake", "noaddr"}
         view[node_id] = ("myself" in flag_set, role, master, healthy)
     return view
+
 
 def _cluster_ports(count: int) -> list[int]:
     """`count` free ports at or below 55535 whose cluster bus port (port + 10000) is free too."""

@@ -48,8 +48,11 @@ class Service:
 
     def start(self) -> Service:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module], cwd=ROOT, env=_env(self.redis_url, self.overrides),
-            stdout=self.log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", self.module],
+            cwd=ROOT,
+            env=_env(self.redis_url, self.overrides),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         return self
 

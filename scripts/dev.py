@@ -46,19 +46,43 @@ def redis_server_binary() -> str | None:
 def start_private_redis() -> tuple[str, subprocess.Popen[bytes]]:
     binary = redis_server_binary()
     if binary is None:
-        sys.exit("make run: no Redis answers on 127.0.0.1:6379 and no redis-server binary was found.\n"
-                 "Fix: install it (apt-get install redis-server, or brew install redis), "
-                 "or set REDIS_URL=redis://host:port/0.")
+        sys.exit(
+            "make run: no Redis answers on 127.0.0.1:6379 and no redis-server binary was found.\n"
+            "Fix: install it (apt-get install redis-server, or brew install redis), "
+            "or set REDIS_URL=redis://host:port/0."
+        )
     port = free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", tempfile.mkdtemp(prefix="redis-dev-")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            tempfile.mkdtemp(prefix="redis-dev-"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         if answers("127.0.0.1", port):
             return f"redis://127.0.0.1:{port}/0", process
         time.sleep(0.05)
     process.kill()
     sys.exit(f"make run: {binary} did not start on port {port}.")
+
+
+def playground_on(env: dict[str, str]) -> bool:
+    """config/settings.py's rule: PLAYGROUND when set, else on in development (the default)."""
+    value = env.get("PLAYGROUND", "").strip().lower()
+    if value:
+        return value in ("1", "true", "t", "yes", "y", "on")
+    return env.get("ENVIRONMENT", "development") == "development"
 
 
 def main() -> None:
@@ -89,14 +113,24 @@ def main() -> None:
         host = env.get("HOST", "127.0.0.1")
         port = env.get("PORT", "8000")
         base = env.get("PUBLIC_URL") or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-        print(f"""
-API on {base}   (Redis: {redis_url}; LLM: {env.get('LLM_PROVIDER') or 'fake unless OPENAI_API_KEY is set'})
-Log in:
+        base = base.rstrip("/")
+        if playground_on(env):
+            login = f"""Web playground: {base}/
+  open it in a browser: log in (pick any user name), take the interview, chat with the assistant."""
+        else:
+            login = f"""Log in:
   browser: curl -s {base}/user/auth-code, open its loginUrl, pick a user name;
-           the page shows your token.
-  then:    curl -H "Authentication: Basic <token>" {base}/user/info
+           the page shows your token."""
+        print(
+            f"""
+{login}
+API on {base}   (Redis: {redis_url}; LLM: {env.get("LLM_PROVIDER") or "fake unless OPENAI_API_KEY is set"})
+  docs:  {base}/docs
+  curl:  curl -H "Authentication: Basic <token>" {base}/user/info
 Ctrl-C stops everything.
-""", flush=True)
+""",
+            flush=True,
+        )
         while not stopping:
             time.sleep(0.2)
             for name, process in children.items():

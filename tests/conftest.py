@@ -116,9 +116,13 @@ class LlmStub:
 @pytest.fixture(scope="session")
 def llm_stub() -> Iterator[LlmStub]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(SUPPORT / "llm_stub.py"), str(port)], cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(SUPPORT / "llm_stub.py"), str(port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_port(port, process=process)
     stub = LlmStub(f"http://127.0.0.1:{port}")
     yield stub
@@ -134,8 +138,12 @@ def stub(llm_stub: LlmStub) -> Iterator[LlmStub]:
 
 
 def openai_env(stub: LlmStub) -> dict[str, str]:
-    return {"LLM_PROVIDER": "openai", "OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": stub.url + "/v1",
-            "LLM_MODEL": "stub-model-1"}
+    return {
+        "LLM_PROVIDER": "openai",
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": stub.url + "/v1",
+        "LLM_MODEL": "stub-model-1",
+    }
 
 
 @pytest.fixture(scope="session")
@@ -143,8 +151,12 @@ def oidc_issuer() -> Iterator[str]:
     if not (SUPPORT / "node_modules" / "oauth2-mock-server").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=SUPPORT, check=True)
     port = free_port()
-    process = subprocess.Popen(["node", str(SUPPORT / "oidc_provider.mjs"), str(port)], cwd=SUPPORT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["node", str(SUPPORT / "oidc_provider.mjs"), str(port)],
+        cwd=SUPPORT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_port(port, process=process)
     yield f"http://127.0.0.1:{port}"
     process.terminate()

@@ -22,8 +22,14 @@ async def test_full_dev_login_and_user_info(client: httpx.AsyncClient) -> None:
     info = await client.get("/user/info", headers=auth(token))
     assert info.status_code == 200
     user = info.json()
-    assert set(user) == {"userId", "username", "createdAt", "skillDescription", "doneInterview",
-                         "interviewQuestionStatus"}
+    assert set(user) == {
+        "userId",
+        "username",
+        "createdAt",
+        "skillDescription",
+        "doneInterview",
+        "interviewQuestionStatus",
+    }
     assert isinstance(user["userId"], int) and user["userId"] > 0
     assert user["username"] == "Alice Example"
     assert isinstance(user["createdAt"], int) and user["createdAt"] > 1_600_000_000_000
@@ -50,9 +56,9 @@ async def test_same_identity_logs_into_same_user(client: httpx.AsyncClient) -> N
 
 async def test_two_racing_first_logins_get_one_user(client: httpx.AsyncClient) -> None:
     codes = await asyncio.gather(*(dev_code(client, "racer-one") for _ in range(8)))
-    responses = await asyncio.gather(*(
-        client.get("/user/auth-callback", params={"code": code, "state": state}) for code, state in codes
-    ))
+    responses = await asyncio.gather(
+        *(client.get("/user/auth-callback", params={"code": code, "state": state}) for code, state in codes)
+    )
     tokens = [r.json()["token"] for r in responses]
     ids = {(await client.get("/user/info", headers=auth(t))).json()["userId"] for t in tokens}
     assert len(ids) == 1
@@ -97,17 +103,24 @@ async def test_both_header_forms_and_malformed_ones(client: httpx.AsyncClient) -
     token = await dev_login(client)
     assert (await client.get("/user/info", headers={"Authentication": f"Basic {token}"})).status_code == 200
     assert (await client.get("/user/info", headers={"Authorization": f"Bearer {token}"})).status_code == 200
-    for headers in ({}, {"Authentication": token}, {"Authentication": "Basic"}, {"Authentication": "Digest x"},
-                    {"Authentication": f"Basic {token} extra"}, {"Authorization": "Bearer 1.short"},
-                    {"Authentication": "Basic " + token[:-1] + ("A" if token[-1] != "A" else "B")},
-                    {"Authentication": "Basic ../../etc"}):
+    for headers in (
+        {},
+        {"Authentication": token},
+        {"Authentication": "Basic"},
+        {"Authentication": "Digest x"},
+        {"Authentication": f"Basic {token} extra"},
+        {"Authorization": "Bearer 1.short"},
+        {"Authentication": "Basic " + token[:-1] + ("A" if token[-1] != "A" else "B")},
+        {"Authentication": "Basic ../../etc"},
+    ):
         response = await client.get("/user/info", headers=headers)
         assert response.status_code == 401, headers
         assert response.json()["message"]
 
 
-async def test_logout_invalidates_token_everywhere(client: httpx.AsyncClient, processes: Processes,
-                                                   redis_url: str) -> None:
+async def test_logout_invalidates_token_everywhere(
+    client: httpx.AsyncClient, processes: Processes, redis_url: str
+) -> None:
     other_pod = processes.api(redis_url)
     token = await dev_login(client)
     async with httpx.AsyncClient(base_url=other_pod.url) as other:

@@ -29,8 +29,12 @@ from devstack.ports import free_port
 from tests.conftest import Processes
 
 REDIRECT = "http://127.0.0.1:9/client/callback"  # the client's page; the test plays the browser
-CLIENT = {"OAUTH_CLIENT_ID": "backend-client", "OAUTH_CLIENT_SECRET": "test-secret", "OAUTH_REDIRECT_URI": REDIRECT,
-          "OAUTH_TIMEOUT_SECONDS": "2"}
+CLIENT = {
+    "OAUTH_CLIENT_ID": "backend-client",
+    "OAUTH_CLIENT_SECRET": "test-secret",
+    "OAUTH_REDIRECT_URI": REDIRECT,
+    "OAUTH_TIMEOUT_SECONDS": "2",
+}
 DISCOVERY = "/.well-known/openid-configuration"
 
 
@@ -140,9 +144,10 @@ async def test_oidc_state_replay_is_400(oidc_api) -> None:
 
 # --- identities: issuer and subject ---------------------------------------------------------------
 
-async def test_identities_are_keyed_by_issuer_and_subject(processes: Processes, redis_url: str,
-                                                          provider: ProviderControl,
-                                                          redis_client: sync_redis.Redis) -> None:
+
+async def test_identities_are_keyed_by_issuer_and_subject(
+    processes: Processes, redis_url: str, provider: ProviderControl, redis_client: sync_redis.Redis
+) -> None:
     # configured with a trailing slash: the same issuer as the provider's, and the same key
     api = processes.api(redis_url, AUTH_PROVIDER="oidc", OIDC_ISSUER=provider.issuer + "/", **CLIENT)
     subject = new_subject()
@@ -153,8 +158,9 @@ async def test_identities_are_keyed_by_issuer_and_subject(processes: Processes, 
     assert redis_client.get(f"ai:identity:oidc:{subject}") is None  # no key without the issuer any more
 
 
-async def test_user_from_before_issuer_keys_is_found_again(oidc_api, provider: ProviderControl,
-                                                           redis_client: sync_redis.Redis) -> None:
+async def test_user_from_before_issuer_keys_is_found_again(
+    oidc_api, provider: ProviderControl, redis_client: sync_redis.Redis
+) -> None:
     subject = new_subject()
     port = urlparse(provider.issuer).port
     new_key, old_key = f"ai:identity:oidc:http%3A//127.0.0.1%3A{port}:{subject}", f"ai:identity:oidc:{subject}"
@@ -173,6 +179,7 @@ async def test_user_from_before_issuer_keys_is_found_again(oidc_api, provider: P
 
 
 # --- the id_token ---------------------------------------------------------------------------------
+
 
 async def test_expired_id_token_is_refused(oidc_api, provider: ProviderControl) -> None:
     now = int(time.time())
@@ -240,12 +247,15 @@ async def test_bad_signature_with_a_known_kid_does_not_refetch_the_jwks(oidc_api
 
 # --- the provider failing -------------------------------------------------------------------------
 
+
 async def test_provider_metadata_not_json_or_incomplete_is_502(oidc_api, provider: ProviderControl) -> None:
     faults: list[dict[str, object]] = [
         {"discovery": "text"},
         {"discovery": "error"},
-        *({"metadata": {name: None}} for name in
-          ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint")),
+        *(
+            {"metadata": {name: None}}
+            for name in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint")
+        ),
         {"metadata": {"jwks_uri": 42}},
         {"metadata": {"issuer": "http://another-issuer.example"}},
         {"metadata": {"id_token_signing_alg_values_supported": ["none"]}},
@@ -264,11 +274,17 @@ async def test_provider_metadata_not_json_or_incomplete_is_502(oidc_api, provide
         assert (await http.get("/user/auth-code")).status_code == 200
 
 
-async def test_provider_answers_during_the_callback_that_are_not_oidc_are_502(oidc_api,
-                                                                              provider: ProviderControl) -> None:
+async def test_provider_answers_during_the_callback_that_are_not_oidc_are_502(
+    oidc_api, provider: ProviderControl
+) -> None:
     faults: list[dict[str, object]] = [
-        {"jwks": "text"}, {"jwks": "error"}, {"token": "text"}, {"token": "error"}, {"userinfo": "text"},
-        {"userinfo": "error"}, {"idToken": "absent"},
+        {"jwks": "text"},
+        {"jwks": "error"},
+        {"token": "text"},
+        {"token": "error"},
+        {"userinfo": "text"},
+        {"userinfo": "error"},
+        {"idToken": "absent"},
     ]
     async with httpx.AsyncClient(base_url=oidc_api.url) as http:
         for fault in faults:
@@ -281,8 +297,14 @@ async def test_provider_answers_during_the_callback_that_are_not_oidc_are_502(oi
 
 async def test_provider_down_is_a_clear_503_without_hanging(processes: Processes, redis_url: str) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    api = processes.api(redis_url, AUTH_PROVIDER="oidc", OIDC_ISSUER=dead, OAUTH_CLIENT_ID="c",
-                        OAUTH_REDIRECT_URI=REDIRECT, OAUTH_TIMEOUT_SECONDS="2")
+    api = processes.api(
+        redis_url,
+        AUTH_PROVIDER="oidc",
+        OIDC_ISSUER=dead,
+        OAUTH_CLIENT_ID="c",
+        OAUTH_REDIRECT_URI=REDIRECT,
+        OAUTH_TIMEOUT_SECONDS="2",
+    )
     async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
         started = time.monotonic()
         response = await http.get("/user/auth-code")
@@ -308,8 +330,14 @@ async def test_provider_that_does_not_answer_is_503_within_the_timeout(oidc_api,
 
 
 async def test_metadata_is_refreshed_on_a_ttl_and_kept_while_the_provider_fails(provider: ProviderControl) -> None:
-    settings = Settings(_env_file=None, AUTH_PROVIDER="oidc", OIDC_ISSUER=provider.issuer,  # type: ignore[call-arg]
-                        OAUTH_CLIENT_ID="backend-client", OAUTH_REDIRECT_URI=REDIRECT, OAUTH_TIMEOUT_SECONDS=2)
+    settings = Settings(
+        _env_file=None,
+        AUTH_PROVIDER="oidc",
+        OIDC_ISSUER=provider.issuer,  # type: ignore[call-arg]
+        OAUTH_CLIENT_ID="backend-client",
+        OAUTH_REDIRECT_URI=REDIRECT,
+        OAUTH_TIMEOUT_SECONDS=2,
+    )
     oidc = OidcProvider(settings, metadata_ttl=1.0, retry_after_error=1.0)
     first = await oidc.metadata()
     keys = await oidc.keyset()

@@ -20,15 +20,24 @@ async def new_chat(client: httpx.AsyncClient, user: dict[str, str]) -> int:
     return chat_id
 
 
-async def send(client: httpx.AsyncClient, user: dict[str, str], chat_id: int, prompt: str, *, slash: bool = True,
-               max_events: int | None = None) -> Stream:
+async def send(
+    client: httpx.AsyncClient,
+    user: dict[str, str],
+    chat_id: int,
+    prompt: str,
+    *,
+    slash: bool = True,
+    max_events: int | None = None,
+) -> Stream:
     path = f"/assistant/chat/{chat_id}/" if slash else f"/assistant/chat/{chat_id}"
     async with client.stream("POST", path, headers=user, json={"prompt": prompt}) as response:
         assert response.status_code == 200, await response.aread()
-        assert response.headers["content-type"].startswith("text/event-stream")
-        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert response.headers["cache-control"] == "no-cache, no-transform"
         assert response.headers["x-accel-buffering"] == "no"
-        return await read(response, max_events=max_events)
+        stream = await read(response, max_events=max_events)
+        assert stream.raw.startswith("retry: 1000\n\n") and stream.retry == 1000  # sent at once, no event
+        return stream
 
 
 def assert_consecutive(stream: Stream, first_seq: int = 1) -> None:
@@ -38,7 +47,9 @@ def assert_consecutive(stream: Stream, first_seq: int = 1) -> None:
 async def test_reply_event_format(client: httpx.AsyncClient, user: dict[str, str]) -> None:
     chat_id = await new_chat(client, user)
     stream = await send(client, user, chat_id, "What is a closure?")
-    frames = [f for f in stream.raw.split("\n\n") if f != ": ping"]  # heartbeats may come first
+    first, *rest = stream.raw.split("\n\n")
+    assert first == "retry: 1000"  # the reconnection hint opens every stream
+    frames = [f for f in rest if f != ": ping"]  # heartbeats may come next
     assert frames[-1] == ""
     for frame in frames[:-2]:
         assert re.fullmatch(r'id: 1-\d+\ndata: \{"content":".*"\}', frame, re.S), frame
@@ -67,7 +78,9 @@ async def test_chat_history_listing_and_delete(client: httpx.AsyncClient, user: 
     chat = (await client.get(f"/assistant/chat/{first}", headers=user)).json()
     assert chat["chatId"] == first and isinstance(chat["createdAt"], int)
     assert [(m["role"], m["content"]) for m in chat["messages"]] == [
-        ("user", "Tell me   about\nRedis streams"), ("assistant", stream.text)]
+        ("user", "Tell me   about\nRedis streams"),
+        ("assistant", stream.text),
+    ]
     assert all(isinstance(m["createdAt"], int) for m in chat["messages"])
 
     assert (await client.delete(f"/assistant/chat/{first}", headers=user)).json()["message"]
@@ -86,12 +99,23 @@ async def test_multi_turn_conversation(client: httpx.AsyncClient, user: dict[str
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
 
 
-@pytest.mark.parametrize("body", [b"{}", b'{"prompt": ""}', b'{"prompt": "   "}', b'{"prompt": 42}',
-                                  b'{"prompt": null}', b"nope", b'{"prompt": "' + b"p" * 8001 + b'"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{}",
+        b'{"prompt": ""}',
+        b'{"prompt": "   "}',
+        b'{"prompt": 42}',
+        b'{"prompt": null}',
+        b"nope",
+        b'{"prompt": "' + b"p" * 8001 + b'"}',
+    ],
+)
 async def test_bad_prompts_are_400(client: httpx.AsyncClient, user: dict[str, str], body: bytes) -> None:
     chat_id = await new_chat(client, user)
-    response = await client.post(f"/assistant/chat/{chat_id}/", headers={**user, "Content-Type": "application/json"},
-                                 content=body)
+    response = await client.post(
+        f"/assistant/chat/{chat_id}/", headers={**user, "Content-Type": "application/json"}, content=body
+    )
     assert response.status_code == 400
     assert "prompt" in response.json()["message"] or "JSON" in response.json()["message"]
     assert (await client.get(f"/assistant/chat/{chat_id}", headers=user)).json()["messages"] == []
@@ -119,9 +143,15 @@ async def test_another_users_chat_is_404_everywhere(client: httpx.AsyncClient, u
 
 
 async def test_chat_routes_need_auth(client: httpx.AsyncClient) -> None:
-    for method, path in [("POST", "/assistant/chat"), ("GET", "/assistant/chat"), ("GET", "/assistant/chat/1"),
-                         ("POST", "/assistant/chat/1/"), ("GET", "/assistant/chat/1/stream"),
-                         ("POST", "/assistant/chat/1/stop"), ("DELETE", "/assistant/chat/1")]:
+    for method, path in [
+        ("POST", "/assistant/chat"),
+        ("GET", "/assistant/chat"),
+        ("GET", "/assistant/chat/1"),
+        ("POST", "/assistant/chat/1/"),
+        ("GET", "/assistant/chat/1/stream"),
+        ("POST", "/assistant/chat/1/stop"),
+        ("DELETE", "/assistant/chat/1"),
+    ]:
         assert (await client.request(method, path)).status_code == 401, path
 
 
@@ -145,13 +175,15 @@ async def test_finished_reply_is_replayed_and_closed(client: httpx.AsyncClient, 
         replay = await read(response)
     assert [(e.id, e.event, e.data) for e in replay.events] == [(e.id, e.event, e.data) for e in original.events]
     middle = original.events[10].id
-    async with client.stream("GET", f"/assistant/chat/{chat_id}/stream", headers=user,
-                             params={"lastEventId": middle}) as response:
+    async with client.stream(
+        "GET", f"/assistant/chat/{chat_id}/stream", headers=user, params={"lastEventId": middle}
+    ) as response:
         tail = await read(response)
     assert [e.id for e in tail.events] == [e.id for e in original.events[11:]]
     last = original.events[-1].id
-    async with client.stream("GET", f"/assistant/chat/{chat_id}/stream",
-                             headers={**user, "Last-Event-ID": last}) as response:
+    async with client.stream(
+        "GET", f"/assistant/chat/{chat_id}/stream", headers={**user, "Last-Event-ID": last}
+    ) as response:
         nothing = await read(response)
     assert nothing.events == []
 

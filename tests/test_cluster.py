@@ -62,8 +62,9 @@ async def test_interview_on_cluster(a: httpx.AsyncClient) -> None:
         await describe(a, user, "Erlang on a cluster")
     for user in users:
         questions = await ready_questions(a, user)
-        await asyncio.gather(*(a.post(f"/user/questions/{q['id']}/answer", headers=user, json={"answer": 0})
-                               for q in questions))
+        await asyncio.gather(
+            *(a.post(f"/user/questions/{q['id']}/answer", headers=user, json={"answer": 0}) for q in questions)
+        )
         info = (await a.get("/user/info", headers=user)).json()
         assert info["interviewQuestionStatus"] == "SUCCESS" and isinstance(info["interviewScore"], int)
 

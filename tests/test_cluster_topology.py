@@ -28,8 +28,14 @@ from tests.support.sse import Event, read
 from tests.test_chat import new_chat
 
 # About 125 events 60 ms apart: a reply stays open some 7.5 s, longer than any change below takes.
-ENV = {"REDIS_CLUSTER": "true", "FAKE_LLM_TOKEN_DELAY_MS": "60", "FAKE_LLM_REPLY_WORDS": "120",
-       "REDIS_TIMEOUT_SECONDS": "1", "JOB_LEASE_SECONDS": "5", "WORKER_SHUTDOWN_GRACE_SECONDS": "2"}
+ENV = {
+    "REDIS_CLUSTER": "true",
+    "FAKE_LLM_TOKEN_DELAY_MS": "60",
+    "FAKE_LLM_REPLY_WORDS": "120",
+    "REDIS_TIMEOUT_SECONDS": "1",
+    "JOB_LEASE_SECONDS": "5",
+    "WORKER_SHUTDOWN_GRACE_SECONDS": "2",
+}
 # Seconds between two events of a live reply. A killed master's slots have no master at all until its
 # replica is promoted (the helper measures it: 3.5 to 5 s with --cluster-node-timeout 2000), so a
 # change may add its own duration plus CATCH_UP, the time to find the new master, to the allowance.
@@ -63,8 +69,9 @@ def start_stack() -> Iterator[Callable[..., Stack]]:
 
     try:
         yield start
-        print("\n".join(f"--- {s.module} (port {getattr(s, 'port', '-')})\n{s.output()[-3000:]}"
-                        for s in procs.started))  # shown when the test failed
+        print(
+            "\n".join(f"--- {s.module} (port {getattr(s, 'port', '-')})\n{s.output()[-3000:]}" for s in procs.started)
+        )  # shown when the test failed
     finally:
         for service in reversed(procs.started):
             service.stop(timeout=5)
@@ -85,14 +92,16 @@ class Live:
     task: asyncio.Task | None = None
 
     @classmethod
-    def open(cls, name: str, http: httpx.AsyncClient, method: str, path: str, user: dict[str, str],
-             body: dict | None = None) -> Live:
+    def open(
+        cls, name: str, http: httpx.AsyncClient, method: str, path: str, user: dict[str, str], body: dict | None = None
+    ) -> Live:
         live = cls(name)
         live.task = asyncio.create_task(live._read(http, method, path, user, body))
         return live
 
-    async def _read(self, http: httpx.AsyncClient, method: str, path: str, user: dict[str, str],
-                    body: dict | None) -> None:
+    async def _read(
+        self, http: httpx.AsyncClient, method: str, path: str, user: dict[str, str], body: dict | None
+    ) -> None:
         try:
             async with http.stream(method, path, headers=user, json=body) as response:
                 self.status = response.status_code
@@ -127,14 +136,15 @@ class Live:
         last event when the stream did not end with `done`."""
         times = self.times + ([] if self.done else [self.ended or time.monotonic()])
         ids = [e.id for e in self.events] or ["(none)"]
-        return [(later - earlier, ids[min(i, len(ids) - 1)])
-                for i, (earlier, later) in enumerate(pairwise(times))]
+        return [(later - earlier, ids[min(i, len(ids) - 1)]) for i, (earlier, later) in enumerate(pairwise(times))]
 
     def summary(self) -> str:
         longest = max(self.silences(), default=(0.0, "-"))
         last = self.events[-1] if self.events else None
-        return (f"status {self.status}, {len(self.events)} events, last {last and (last.id, last.event, last.data)}, "
-                f"longest silence {longest[0]:.1f}s after {longest[1]}, error {self.error or '-'}")
+        return (
+            f"status {self.status}, {len(self.events)} events, last {last and (last.id, last.event, last.data)}, "
+            f"longest silence {longest[0]:.1f}s after {longest[1]}, error {self.error or '-'}"
+        )
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[Event]:
@@ -163,8 +173,10 @@ Change = Callable[[RedisCluster, int], Callable[[], None]]  # (cluster, user's s
 
 async def reply_survives(stack: Stack, change: Change) -> None:
     timeout = httpx.Timeout(10, read=READ_TIMEOUT)
-    async with httpx.AsyncClient(base_url=stack.a.url, timeout=timeout) as a, \
-            httpx.AsyncClient(base_url=stack.b.url, timeout=timeout) as b:
+    async with (
+        httpx.AsyncClient(base_url=stack.a.url, timeout=timeout) as a,
+        httpx.AsyncClient(base_url=stack.b.url, timeout=timeout) as b,
+    ):
         await _reply_survives(stack, a, b, change)
 
 
@@ -207,8 +219,14 @@ async def _reply_survives(stack: Stack, a: httpx.AsyncClient, b: httpx.AsyncClie
     assert messages[-1] == {**messages[-1], "role": "assistant", "content": sender.text}
 
     for turn, (name, http) in enumerate([("A", a), ("B", b)], start=2):
-        after = Live.open(f"new prompt on pod {name}", http, "POST", f"/assistant/chat/{chat_id}/", user,
-                          {"prompt": f"again on {name}"})
+        after = Live.open(
+            f"new prompt on pod {name}",
+            http,
+            "POST",
+            f"/assistant/chat/{chat_id}/",
+            user,
+            {"prompt": f"again on {name}"},
+        )
         await asyncio.wait({after.task}, timeout=REPLY_WITHIN)
         after.task.cancel()
         await asyncio.gather(after.task, return_exceptions=True)
@@ -229,6 +247,7 @@ def planned_failover(cluster: RedisCluster, slot: int) -> Callable[[], None]:
         assert cluster.owner(slot) is replica and cluster.role(replica) == "master"
         assert cluster.role(master) == "slave" and cluster.replica_of(replica) is master
         assert keys_in(cluster, replica, slot) > 0  # the user's keys are served by the new master
+
     return check
 
 
@@ -241,6 +260,7 @@ def slot_migration(cluster: RedisCluster, slot: int) -> Callable[[], None]:
     def check() -> None:
         assert moved > 0 and cluster.owner(slot) is target
         assert keys_in(cluster, source, slot) == 0 and keys_in(cluster, target, slot) >= moved
+
     return check
 
 
@@ -253,6 +273,7 @@ def killed_master(cluster: RedisCluster, slot: int) -> Callable[[], None]:
         assert master.process is None or master.process.poll() is not None
         assert cluster.owner(slot) is replica and cluster.role(replica) == "master"
         assert keys_in(cluster, replica, slot) > 0
+
     return check
 
 

@@ -19,14 +19,16 @@ async def test_wrong_method_is_405_json(client: httpx.AsyncClient) -> None:
 
 
 async def test_body_over_64_kib_is_413(client: httpx.AsyncClient, user: dict[str, str]) -> None:
-    response = await client.post("/user/skill-description", headers=user,
-                                 content=b'{"description": "' + b"x" * 70_000 + b'"}')
+    response = await client.post(
+        "/user/skill-description", headers=user, content=b'{"description": "' + b"x" * 70_000 + b'"}'
+    )
     assert response.status_code == 413
     assert "64 KiB" in response.json()["message"]
 
 
-async def test_invalid_json_and_wrong_shapes_are_400_naming_the_field(client: httpx.AsyncClient,
-                                                                      user: dict[str, str]) -> None:
+async def test_invalid_json_and_wrong_shapes_are_400_naming_the_field(
+    client: httpx.AsyncClient, user: dict[str, str]
+) -> None:
     cases = [
         (b"{not json", "valid JSON"),
         (b"[1, 2]", "JSON object"),
@@ -37,8 +39,9 @@ async def test_invalid_json_and_wrong_shapes_are_400_naming_the_field(client: ht
         (b"", "valid JSON"),
     ]
     for body, expected in cases:
-        response = await client.post("/user/skill-description", headers={**user, "Content-Type": "application/json"},
-                                     content=body)
+        response = await client.post(
+            "/user/skill-description", headers={**user, "Content-Type": "application/json"}, content=body
+        )
         assert response.status_code == 400, body
         assert expected in response.json()["message"], (body, response.json())
 

@@ -38,8 +38,10 @@ def two_by_two(processes: Processes, redis_url: str, **worker_env: str) -> Clust
 async def test_api_pod_sigterm_mid_stream_client_resumes_on_other_pod(processes: Processes, redis_url: str) -> None:
     pods = two_by_two(processes, isolated_url(redis_url), FAKE_LLM_TOKEN_DELAY_MS="20", FAKE_LLM_REPLY_WORDS="150")
     doomed, survivor = pods.apis
-    async with httpx.AsyncClient(base_url=doomed.url, timeout=30) as a, \
-            httpx.AsyncClient(base_url=survivor.url, timeout=30) as b:
+    async with (
+        httpx.AsyncClient(base_url=doomed.url, timeout=30) as a,
+        httpx.AsyncClient(base_url=survivor.url, timeout=30) as b,
+    ):
         user = auth(await dev_login(a))
         chat_id = await new_chat(a, user)
         reader = asyncio.create_task(send(a, user, chat_id, "keep going"))
@@ -93,8 +95,9 @@ async def test_worker_sigterm_hands_back_a_long_job(processes: Processes, redis_
         assert questions[0]["content"].endswith("handed back")
 
 
-async def test_chat_job_of_worker_killed_before_first_chunk_runs_elsewhere(processes: Processes,
-                                                                          redis_url: str, stub: LlmStub) -> None:
+async def test_chat_job_of_worker_killed_before_first_chunk_runs_elsewhere(
+    processes: Processes, redis_url: str, stub: LlmStub
+) -> None:
     url = isolated_url(redis_url)
     api = processes.api(url, **LEASE)
     doomed = processes.worker(url, **LEASE, **openai_env(stub))

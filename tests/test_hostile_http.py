@@ -171,17 +171,24 @@ async def test_a_trickling_client_is_cut_at_the_head_deadline(processes: Process
         api.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", every=0.02
     )
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
-    # On a keep-alive connection each head has its own deadline: the first one's (0 s + 2 s) does not
-    # cut the second head (sent from 0.7 s to 2.2 s), and idle time between requests does not count.
+    # On a keep-alive connection each head has its own deadline: the first head's (t0 + 2 s) does not
+    # cut the second head (sent from t0 + 1 s to t0 + 2.5 s), and idle time between requests does not count.
     reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
-    await trickle_into(writer, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", every=0.02)
+    t0 = time.monotonic()
+
+    async def at(offset: float, data: bytes) -> None:
+        await asyncio.sleep(max(0.0, t0 + offset - time.monotonic()))
+        writer.write(data)
+
+    await at(0, b"GET /health HTTP/1.1\r\n")
+    await at(0.9, b"Host: x\r\n\r\n")
     first = await reader.readuntil(b'{"status":"ok"}')
     assert first.startswith(b"HTTP/1.1 200 ")
-    await trickle_into(writer, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaa\r\n\r\n", every=0.03)
+    await at(1.0, b"GET /health HTTP/1.1\r\n")
+    await at(2.5, b"Host: x\r\n\r\n")
     second = await reader.readuntil(b'{"status":"ok"}')
     assert second.startswith(b"HTTP/1.1 200 "), second[:200]
-    await asyncio.sleep(2.5)
-    writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    await at(5.0, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     third = await asyncio.wait_for(reader.read(), 10)
     writer.close()
     assert third.startswith(b"HTTP/1.1 200 "), third[:200]

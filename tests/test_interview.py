@@ -71,9 +71,9 @@ async def test_concurrent_answers_complete_exactly_once(client: httpx.AsyncClien
     await describe(client, user)
     questions = await ready_questions(client, user)
     attempts = [(q["id"], a) for q in questions for a in (0, 1)] * 5
-    responses = await asyncio.gather(*(
-        client.post(f"/user/questions/{qid}/answer", headers=user, json={"answer": a}) for qid, a in attempts
-    ))
+    responses = await asyncio.gather(
+        *(client.post(f"/user/questions/{qid}/answer", headers=user, json={"answer": a}) for qid, a in attempts)
+    )
     messages = Counter(r.json()["message"] for r in responses if r.status_code == 200)
     assert messages["Answer saved. The interview is complete."] == 1
     assert all(r.status_code in (200, 409) for r in responses)
@@ -82,8 +82,9 @@ async def test_concurrent_answers_complete_exactly_once(client: httpx.AsyncClien
     assert (await client.get("/user/info", headers=user)).json()["interviewQuestionStatus"] == "SUCCESS"
 
 
-async def test_new_description_replaces_interview_and_ids_are_never_reused(client: httpx.AsyncClient,
-                                                                         user: dict[str, str]) -> None:
+async def test_new_description_replaces_interview_and_ids_are_never_reused(
+    client: httpx.AsyncClient, user: dict[str, str]
+) -> None:
     await describe(client, user, "Rust")
     first = await ready_questions(client, user)
     await client.post(f"/user/questions/{first[0]['id']}/answer", headers=user, json={"answer": 0})
@@ -107,8 +108,16 @@ async def test_bad_answers(client: httpx.AsyncClient, user: dict[str, str]) -> N
     questions = await ready_questions(client, user)
     qid, n = questions[0]["id"], len(questions[0]["choices"])
     url = f"/user/questions/{qid}/answer"
-    for body in (b'{"answer": 1.0}', b'{"answer": 1.5}', b'{"answer": "1"}', b'{"answer": true}', b"{}",
-                 b'{"answer": null}', b"not json", b'{"answer": [1]}'):
+    for body in (
+        b'{"answer": 1.0}',
+        b'{"answer": 1.5}',
+        b'{"answer": "1"}',
+        b'{"answer": true}',
+        b"{}",
+        b'{"answer": null}',
+        b"not json",
+        b'{"answer": [1]}',
+    ):
         response = await client.post(url, headers={**user, "Content-Type": "application/json"}, content=body)
         assert response.status_code == 400, body
         assert "answer" in response.json()["message"] or "JSON" in response.json()["message"]
@@ -125,8 +134,9 @@ async def test_bad_answers(client: httpx.AsyncClient, user: dict[str, str]) -> N
     assert (await client.get("/user/questions", headers=user)).json()["questions"][0]["userAnswer"] == 0
 
 
-async def test_answer_while_questions_not_ready_is_409(client: httpx.AsyncClient, user: dict[str, str],
-                                                      redis_client) -> None:
+async def test_answer_while_questions_not_ready_is_409(
+    client: httpx.AsyncClient, user: dict[str, str], redis_client
+) -> None:
     await describe(client, user)
     user_id = (await client.get("/user/info", headers=user)).json()["userId"]
     await ready_questions(client, user)

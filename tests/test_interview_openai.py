@@ -26,8 +26,9 @@ async def test_questions_from_openai_compatible_server(openai_stack, stub: LlmSt
         user = auth(await dev_login(http))
         await describe(http, user, "Kotlin coroutines and Android")
         questions = await ready_questions(http, user)
-    assert [q["content"] for q in questions] == [f"Question {i} about: Kotlin coroutines and Android"
-                                                 for i in range(1, 6)]
+    assert [q["content"] for q in questions] == [
+        f"Question {i} about: Kotlin coroutines and Android" for i in range(1, 6)
+    ]
     assert all(q["choices"] == ["alpha", "beta", "gamma"] for q in questions)
     [sent] = stub.requests()
     body = sent["body"]

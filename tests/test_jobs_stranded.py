@@ -37,8 +37,11 @@ async def test_a_job_that_cannot_be_queued_undoes_its_state_change(processes: Pr
             described = await http.post("/user/skill-description", json={"description": "Go"}, headers=user)
             assert described.status_code == 503
             assert (await http.get("/user/questions", headers=user)).status_code == 409  # not "not ready" forever
-            replay = await read(await http.send(http.build_request(
-                "GET", f"/assistant/chat/{chat_id}/stream", headers=user), stream=True))
+            replay = await read(
+                await http.send(
+                    http.build_request("GET", f"/assistant/chat/{chat_id}/stream", headers=user), stream=True
+                )
+            )
             assert replay.last.event == "error"  # the stored prompt's reply was ended, not left queued
         finally:
             admin.delete(CHAT_JOBS, QUESTION_JOBS)

@@ -49,29 +49,47 @@ async def test_metrics_with_several_api_workers(processes: Processes, redis_url:
 
 
 async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
+    """A smoke test of /docs/openapi.json and /docs; tests/test_openapi.py checks them in depth."""
     spec = (await client.get("/docs/openapi.json")).json()
     paths = spec["paths"]
     expected = {
-        ("/user/auth-code", "get"), ("/user/auth-callback", "get"), ("/user/logout", "post"), ("/user/info", "get"),
-        ("/user/questions", "get"), ("/user/questions/{question_id}/answer", "post"),
-        ("/user/skill-description", "post"), ("/assistant/chat", "post"), ("/assistant/chat", "get"),
-        ("/assistant/chat/{chat_id}", "get"), ("/assistant/chat/{chat_id}", "delete"),
-        ("/assistant/chat/{chat_id}", "post"), ("/assistant/chat/{chat_id}/stream", "get"),
-        ("/assistant/chat/{chat_id}/stop", "post"), ("/health", "get"), ("/ready", "get"), ("/metrics", "get"),
+        ("/user/auth-code", "get"),
+        ("/user/auth-callback", "get"),
+        ("/user/logout", "post"),
+        ("/user/info", "get"),
+        ("/user/questions", "get"),
+        ("/user/questions/{id}/answer", "post"),
+        ("/user/skill-description", "post"),
+        ("/assistant/chat", "post"),
+        ("/assistant/chat", "get"),
+        ("/assistant/chat/{chatId}", "get"),
+        ("/assistant/chat/{chatId}", "delete"),
+        ("/assistant/chat/{chatId}/", "post"),
+        ("/assistant/chat/{chatId}/stream", "get"),
+        ("/assistant/chat/{chatId}/stream-ticket", "post"),
+        ("/assistant/chat/{chatId}/stop", "post"),
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/metrics", "get"),
     }
     assert expected <= {(path, method) for path, ops in paths.items() for method in ops}
+    schemas = spec["components"]["schemas"]
     info = paths["/user/info"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
-    assert set(info["required"]) == {"userId", "username", "createdAt", "skillDescription", "doneInterview",
-                                     "interviewQuestionStatus"}
-    assert info["properties"]["createdAt"]["type"] == "integer"
-    answer = paths["/user/questions/{question_id}/answer"]["post"]["requestBody"]["content"]["application/json"]
-    assert answer["schema"]["required"] == ["answer"]
-    send_body = paths["/assistant/chat/{chat_id}"]["post"]
-    assert "text/event-stream" in send_body["responses"]["200"]["content"]
-    prompt = send_body["requestBody"]["content"]["application/json"]["schema"]["properties"]["prompt"]
-    assert prompt["maxLength"] == 8000
-    error = paths["/user/info"]["get"]["responses"]["401"]["content"]["application/json"]["schema"]
-    assert error["required"] == ["message"]
+    assert info == {"$ref": "#/components/schemas/UserInfoResponse"}
+    assert set(schemas["UserInfoResponse"]["required"]) == {
+        "userId",
+        "username",
+        "createdAt",
+        "skillDescription",
+        "doneInterview",
+        "interviewQuestionStatus",
+    }
+    assert schemas["UserInfoResponse"]["properties"]["createdAt"]["type"] == "integer"
+    assert schemas["UserAnswerRequest"]["required"] == ["answer"]
+    send_body = paths["/assistant/chat/{chatId}/"]["post"]
+    assert "text/event-stream; charset=utf-8" in send_body["responses"]["200"]["content"]
+    assert schemas["SendMessageRequest"]["properties"]["prompt"]["maxLength"] == 8000
+    assert schemas["ErrorResponse"]["required"] == ["message"]
     docs = await client.get("/docs")
     assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
 
@@ -79,18 +97,27 @@ async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
 async def test_cors(processes: Processes, redis_url: str) -> None:
     api = processes.api(redis_url, CORS_ORIGINS="https://app.example, https://admin.example")
     async with httpx.AsyncClient(base_url=api.url) as http:
-        allowed = await http.options("/user/skill-description", headers={
-            "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authentication, content-type"})
+        allowed = await http.options(
+            "/user/skill-description",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authentication, content-type",
+            },
+        )
         assert allowed.status_code == 204
         assert allowed.headers["access-control-allow-origin"] == "https://app.example"
         assert "Authentication" in allowed.headers["access-control-allow-headers"]
-        denied = await http.options("/user/info", headers={"Origin": "https://evil.example",
-                                                           "Access-Control-Request-Method": "GET"})
+        denied = await http.options(
+            "/user/info", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+        )
         assert "access-control-allow-origin" not in denied.headers
         simple = await http.get("/health", headers={"Origin": "https://admin.example"})
         assert simple.headers["access-control-allow-origin"] == "https://admin.example"
-        assert "access-control-allow-origin" not in (await http.get("/health", headers={"Origin": "https://x.example"})).headers
+        assert (
+            "access-control-allow-origin"
+            not in (await http.get("/health", headers={"Origin": "https://x.example"})).headers
+        )
 
 
 async def test_no_cors_when_unset(client: httpx.AsyncClient) -> None:
@@ -113,8 +140,10 @@ async def test_rate_limits_per_user(processes: Processes, redis_url: str) -> Non
     processes.worker(url)
     async with httpx.AsyncClient(base_url=api.url, timeout=20) as http:
         alice, bob = auth(await dev_login(http)), auth(await dev_login(http))
-        statuses = [(await http.post("/user/skill-description", headers=alice, json={"description": "x"})).status_code
-                    for _ in range(3)]
+        statuses = [
+            (await http.post("/user/skill-description", headers=alice, json={"description": "x"})).status_code
+            for _ in range(3)
+        ]
         assert statuses == [200, 200, 429]
         assert (await http.post("/user/skill-description", headers=bob, json={"description": "x"})).status_code == 200
         chat_id = await new_chat(http, alice)
@@ -140,16 +169,20 @@ async def test_request_id_reaches_the_job_and_logs_hold_no_secrets(processes: Pr
     worker = processes.worker(url, LOG_LEVEL="INFO")
     async with httpx.AsyncClient(base_url=api.url) as http:
         token = await dev_login(http)
-        response = await http.post("/user/skill-description", headers={**auth(token), "X-Request-ID": "req-abc-123"},
-                                   json={"description": "Scala"})
+        response = await http.post(
+            "/user/skill-description",
+            headers={**auth(token), "X-Request-ID": "req-abc-123"},
+            json={"description": "Scala"},
+        )
         assert response.headers["x-request-id"] == "req-abc-123"
         for _ in range(100):
             if "req-abc-123" in worker.output():
                 break
             await asyncio.sleep(0.05)
     api_lines = [json.loads(line) for line in api.output().splitlines() if line.startswith("{")]
-    assert any(line.get("request_id") == "req-abc-123" and line["path"] == "/user/skill-description"
-               for line in api_lines)
+    assert any(
+        line.get("request_id") == "req-abc-123" and line["path"] == "/user/skill-description" for line in api_lines
+    )
     worker_lines = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
     assert any(line.get("request_id") == "req-abc-123" for line in worker_lines)
     secret = token.partition(".")[2]

@@ -22,8 +22,14 @@ FAST_RETRIES = {"JOB_RETRY_BASE_SECONDS": "0.05"}
 
 def admin(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """python -m workers.admin, as an operator runs it."""
-    return subprocess.run([sys.executable, "-m", "workers.admin", *args], cwd=ROOT, env=_env(url, {}),
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "workers.admin", *args],
+        cwd=ROOT,
+        env=_env(url, {}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 async def generation_failed(http: httpx.AsyncClient, user: dict[str, str]) -> bool:
@@ -31,7 +37,8 @@ async def generation_failed(http: httpx.AsyncClient, user: dict[str, str]) -> bo
 
 
 async def test_a_refused_key_fails_at_once_becomes_a_dead_letter_and_is_retried_by_the_cli(
-        processes: Processes, redis_url: str, stub: LlmStub) -> None:
+    processes: Processes, redis_url: str, stub: LlmStub
+) -> None:
     url = isolated_url(redis_url)
     api = processes.api(url)
     processes.worker(url, **openai_env(stub), **FAST_RETRIES)
@@ -81,8 +88,9 @@ async def test_cli_retry_all_and_purge(processes: Processes, redis_url: str, stu
             assert (await eventually(lambda u=user: http.get("/user/questions", headers=u))).json()["ready"]
 
 
-async def test_429_waits_for_retry_after_and_500_is_retried(processes: Processes, redis_url: str,
-                                                           stub: LlmStub) -> None:
+async def test_429_waits_for_retry_after_and_500_is_retried(
+    processes: Processes, redis_url: str, stub: LlmStub
+) -> None:
     url = isolated_url(redis_url)
     api = processes.api(url)
     processes.worker(url, **openai_env(stub), **FAST_RETRIES)
@@ -102,8 +110,9 @@ async def test_429_waits_for_retry_after_and_500_is_retried(processes: Processes
         await eventually(lambda: len(stub.requests()) == 3, within=10)
 
 
-async def test_a_chat_reply_whose_key_is_refused_tells_the_user(processes: Processes, redis_url: str,
-                                                                stub: LlmStub) -> None:
+async def test_a_chat_reply_whose_key_is_refused_tells_the_user(
+    processes: Processes, redis_url: str, stub: LlmStub
+) -> None:
     url = isolated_url(redis_url)
     api = processes.api(url)
     processes.worker(url, **openai_env(stub), **FAST_RETRIES)
@@ -115,8 +124,9 @@ async def test_a_chat_reply_whose_key_is_refused_tells_the_user(processes: Proce
         assert len(stub.requests()) == 1
 
 
-async def test_a_burst_of_question_jobs_does_not_delay_a_prompt(processes: Processes, redis_url: str,
-                                                                stub: LlmStub) -> None:
+async def test_a_burst_of_question_jobs_does_not_delay_a_prompt(
+    processes: Processes, redis_url: str, stub: LlmStub
+) -> None:
     url = isolated_url(redis_url)
     api = processes.api(url)
     processes.worker(url, **openai_env(stub), WORKER_CONCURRENCY="2")
@@ -129,8 +139,9 @@ async def test_a_burst_of_question_jobs_does_not_delay_a_prompt(processes: Proce
         chat_user = users[0]
         chat_id = await new_chat(http, chat_user)
         started = time.monotonic()
-        async with http.stream("POST", f"/assistant/chat/{chat_id}/", json={"prompt": "first"},
-                               headers=chat_user) as response:
+        async with http.stream(
+            "POST", f"/assistant/chat/{chat_id}/", json={"prompt": "first"}, headers=chat_user
+        ) as response:
             async for line in response.aiter_lines():
                 if line.startswith("data:"):
                     break
@@ -164,6 +175,7 @@ async def test_cluster_wide_series_come_from_one_pod(processes: Processes, redis
     url = isolated_url(redis_url)
     pods = [processes.api(url), processes.api(url)]
     async with httpx.AsyncClient(timeout=20) as http:
+
         async def exporters() -> int:
             texts = [(await http.get(pod.url + "/metrics")).text for pod in pods]
             return sum('ai_jobs_queue_depth{type="chat"}' in text for text in texts)

@@ -104,8 +104,9 @@ def assert_unavailable(answer: Answer, within: float, what: str) -> None:
     assert answer.seconds <= within, f"{what}: answered after {answer.seconds:.2f}s, not within {within}s"
 
 
-async def until_status(http: httpx.AsyncClient, method: str, path: str, status: int = 200, within: float = 5,
-                       **options) -> Answer:
+async def until_status(
+    http: httpx.AsyncClient, method: str, path: str, status: int = 200, within: float = 5, **options
+) -> Answer:
     """Polls until `status` comes back; fails with the last answer after `within` seconds."""
     deadline = time.monotonic() + within
     while True:
@@ -126,8 +127,10 @@ async def logged_in(http: httpx.AsyncClient) -> dict[str, str]:
 async def prompt(http: httpx.AsyncClient, user: dict[str, str], chat_id: int, text: str) -> Stream:
     """The whole reply to a (short, fast) prompt, read until the server closes the stream."""
     try:
-        async with asyncio.timeout(CLIENT_TIMEOUT), \
-                http.stream("POST", f"/assistant/chat/{chat_id}/", headers=user, json={"prompt": text}) as response:
+        async with (
+            asyncio.timeout(CLIENT_TIMEOUT),
+            http.stream("POST", f"/assistant/chat/{chat_id}/", headers=user, json={"prompt": text}) as response,
+        ):
             assert response.status_code == 200, await response.aread()
             assert response.headers["content-type"].startswith("text/event-stream")
             return await read(response)
@@ -187,6 +190,7 @@ class LiveStream:
 
 # a. An ACL user with a password, the database as a query option.
 
+
 async def test_acl_user_with_password_and_db_in_query(deployment: Deployment) -> None:
     server = deployment.redis(*APP_USER)
     api = deployment.stack(server.url_with(username="app", password="s3cret", db=4, db_in_query=True))
@@ -197,13 +201,16 @@ async def test_acl_user_with_password_and_db_in_query(deployment: Deployment) ->
         assert reply.last.event == "done"
         assert_consecutive(reply)
         assert as_tuples((await replay(http, user, chat_id)).events) == as_tuples(reply.events)
-    with server.client(username="app", password="s3cret", db=4) as db4, \
-            server.client(username="app", password="s3cret", db=0) as db0:
+    with (
+        server.client(username="app", password="s3cret", db=4) as db4,
+        server.client(username="app", password="s3cret", db=0) as db0,
+    ):
         assert db4.dbsize() > 0
         assert db0.dbsize() == 0, db0.keys()
 
 
 # b. TLS with a private CA.
+
 
 async def test_tls_with_private_ca(deployment: Deployment, tmp_path) -> None:
     server = deployment.redis(tls=make_tls_files(tmp_path))
@@ -217,20 +224,23 @@ async def test_tls_with_private_ca(deployment: Deployment, tmp_path) -> None:
         assert_consecutive(reply)
         middle = len(reply.events) // 2
         rest = await replay(http, user, chat_id, reply.events[middle].id)
-        assert as_tuples(rest.events) == as_tuples(reply.events[middle + 1:])
+        assert as_tuples(rest.events) == as_tuples(reply.events[middle + 1 :])
 
 
 # c. A Redis that stalls (SIGSTOP) under an open stream.
 
+
 async def test_stalled_redis_is_503_in_time_and_the_open_stream_completes(deployment: Deployment) -> None:
     server = deployment.redis()
-    api = deployment.stack(server.url, REDIS_TIMEOUT_SECONDS="1", FAKE_LLM_TOKEN_DELAY_MS="100",
-                           FAKE_LLM_REPLY_WORDS="60")
+    api = deployment.stack(
+        server.url, REDIS_TIMEOUT_SECONDS="1", FAKE_LLM_TOKEN_DELAY_MS="100", FAKE_LLM_REPLY_WORDS="60"
+    )
     async with httpx.AsyncClient(base_url=api.url, timeout=CLIENT_TIMEOUT) as http:
         user = await logged_in(http)
         chat_id = await new_chat(http, user)
-        async with http.stream("POST", f"/assistant/chat/{chat_id}/", headers=user,
-                               json={"prompt": "Take your time"}) as response:
+        async with http.stream(
+            "POST", f"/assistant/chat/{chat_id}/", headers=user, json={"prompt": "Take your time"}
+        ) as response:
             assert response.status_code == 200
             live = LiveStream(response)
             await live.read_until(3)
@@ -288,8 +298,9 @@ async def proxied_http(proxied: Proxied) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.mark.parametrize("error", REDIS_ERRORS, ids=lambda error: error.split()[0])
-async def test_redis_error_reply_is_503_then_heals(proxied: Proxied, proxied_http: httpx.AsyncClient,
-                                                   error: str) -> None:
+async def test_redis_error_reply_is_503_then_heals(
+    proxied: Proxied, proxied_http: httpx.AsyncClient, error: str
+) -> None:
     http = proxied_http
     await until_status(http, "GET", "/user/auth-code")  # the previous case healed
     user = await logged_in(http)
@@ -304,8 +315,9 @@ async def test_redis_error_reply_is_503_then_heals(proxied: Proxied, proxied_htt
         await until_status(http, method, path, headers=user)
 
 
-async def test_worker_takes_jobs_again_after_a_long_error_period(proxied: Proxied,
-                                                                 proxied_http: httpx.AsyncClient) -> None:
+async def test_worker_takes_jobs_again_after_a_long_error_period(
+    proxied: Proxied, proxied_http: httpx.AsyncClient
+) -> None:
     """A failover's READONLY lasts until clients move: longer than any blocking read of a worker."""
     user = await logged_in(proxied_http)
     proxied.proxy.fail_with("READONLY You can't write against a read only replica.")
@@ -321,9 +333,27 @@ async def test_worker_takes_jobs_again_after_a_long_error_period(proxied: Proxie
 
 # e. A wrong password, fixed by the operator while the service runs.
 
+
 async def test_wrong_password_is_503_until_fixed_at_run_time(deployment: Deployment) -> None:
-    server = deployment.redis("--user", "default", "off", "--user", "app", "on", ">right", "~*", "&*", "+@all",
-                              "--user", "admin", "on", ">adm", "~*", "&*", "+@all")
+    server = deployment.redis(
+        "--user",
+        "default",
+        "off",
+        "--user",
+        "app",
+        "on",
+        ">right",
+        "~*",
+        "&*",
+        "+@all",
+        "--user",
+        "admin",
+        "on",
+        ">adm",
+        "~*",
+        "&*",
+        "+@all",
+    )
     api = deployment.stack(server.url_with(username="app", password="wrong"), REDIS_TIMEOUT_SECONDS="1")
     some_token = auth("1." + secrets.token_urlsafe(32))
     async with httpx.AsyncClient(base_url=api.url, timeout=CLIENT_TIMEOUT) as http:

@@ -10,11 +10,10 @@ import os
 import signal
 import socket
 
-from prometheus_client import start_http_server
-
 from backend.logs import configure_logging
 from backend.store.datastore import Store
 from config.settings import Settings, get_settings
+from workers.health import LoopHeartbeat, serve_health
 from workers.jobs.chat import ChatJob
 from workers.jobs.questions import QuestionsJob
 from workers.llm import make_llm
@@ -23,7 +22,8 @@ from workers.runner import Runner
 log = logging.getLogger("workers")
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, heartbeat: LoopHeartbeat | None = None) -> None:
+    pulse = asyncio.create_task((heartbeat or LoopHeartbeat()).run())  # /healthz: the loop turns
     store = Store(settings, worker=True)
     llm = make_llm(settings)
     chat = ChatJob(store, llm, settings.CHAT_CONTEXT_CHARS, settings.JOB_LEASE_SECONDS)
@@ -34,14 +34,17 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.request_stop)
     stops = asyncio.create_task(store.control.listen(chat.stop))  # a user's stop, from any API pod
-    log.info("worker started", extra={"consumer": consumer, "concurrency": settings.WORKER_CONCURRENCY,
-                                      "llm": settings.LLM_PROVIDER})
+    log.info(
+        "worker started",
+        extra={"consumer": consumer, "concurrency": settings.WORKER_CONCURRENCY, "llm": settings.LLM_PROVIDER},
+    )
     try:
         await runner.run()
     finally:
-        stops.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await stops
+        for task in (stops, pulse):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await llm.aclose()
         await store.close()
         log.info("worker stopped", extra={"consumer": consumer})
@@ -54,14 +57,15 @@ def main() -> None:
     gc.freeze()
     gc.set_threshold(100_000, 50, 50)
     configure_logging(settings.LOG_LEVEL)
-    if settings.WORKER_METRICS_PORT:
-        start_http_server(settings.WORKER_METRICS_PORT, addr=settings.HOST)
+    heartbeat = LoopHeartbeat()
+    if settings.WORKER_METRICS_PORT:  # /metrics, and /healthz for the liveness probe
+        serve_health(settings.HOST, settings.WORKER_METRICS_PORT, heartbeat)
     try:
         import uvloop
 
-        uvloop.run(serve(settings))
+        uvloop.run(serve(settings, heartbeat))
     except ImportError:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, heartbeat))
 
 
 if __name__ == "__main__":

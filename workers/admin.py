@@ -38,8 +38,10 @@ def parser() -> argparse.ArgumentParser:
 
 async def show_queue(store: Store) -> int:
     for state in await store.queue.streams():
-        print(f"{state.type}: {state.length} in stream, {state.waiting} waiting (oldest "
-              f"{state.oldest_wait_seconds:.1f} s), {state.pending} pending")
+        print(
+            f"{state.type}: {state.length} in stream, {state.waiting} waiting (oldest "
+            f"{state.oldest_wait_seconds:.1f} s), {state.pending} pending"
+        )
         for consumer in state.consumers:
             idle = consumer["idleMs"] / 1000
             print(f"  consumer {consumer['name']}: {consumer['pending']} pending, idle {idle:.1f} s")
@@ -49,11 +51,17 @@ async def show_queue(store: Store) -> int:
 
 def dead_line(dead_id: str, letter: dict[str, str]) -> bytes:
     user = letter.get("userId", "")
-    return orjson.dumps({
-        "id": dead_id, "type": letter.get("type", ""), "userId": int(user) if user.isdigit() else None,
-        "error": letter.get("error", ""), "attempts": int(letter.get("attempts") or 0),
-        "failedAt": int(letter.get("failedAt") or 0), "job": letter.get("job", ""),
-    })
+    return orjson.dumps(
+        {
+            "id": dead_id,
+            "type": letter.get("type", ""),
+            "userId": int(user) if user.isdigit() else None,
+            "error": letter.get("error", ""),
+            "attempts": int(letter.get("attempts") or 0),
+            "failedAt": int(letter.get("failedAt") or 0),
+            "job": letter.get("job", ""),
+        }
+    )
 
 
 async def show_dead(store: Store) -> int:

@@ -65,8 +65,10 @@ class Runner:
     async def run(self) -> None:
         """Take jobs until request_stop(), then drain."""
         await self._wait_for_redis()
-        loops = [asyncio.create_task(self._forever(name, step), name=name) for name, step in (
-            ("read", self._read), ("reclaim", self._reclaim), ("keep-claimed", self._keep_claimed))]
+        loops = [
+            asyncio.create_task(self._forever(name, step), name=name)
+            for name, step in (("read", self._read), ("reclaim", self._reclaim), ("keep-claimed", self._keep_claimed))
+        ]
         await self._stopping.wait()
         for loop in loops:
             loop.cancel()
@@ -95,8 +97,12 @@ class Runner:
                 raise
             except Exception as error:
                 level = logging.WARNING if isinstance(error, StoreUnavailable) else logging.ERROR
-                log.log(level, "worker loop failed, retrying", exc_info=level == logging.ERROR,
-                        extra={"loop": name, "error": repr(error)})
+                log.log(
+                    level,
+                    "worker loop failed, retrying",
+                    exc_info=level == logging.ERROR,
+                    extra={"loop": name, "error": repr(error)},
+                )
                 await asyncio.sleep(random.uniform(delay / 2, delay))
                 delay = min(delay * 2, 2.0)
 
@@ -139,8 +145,10 @@ class Runner:
         except asyncio.CancelledError:
             raise  # shutdown: _drain hands the job back
         except Exception as error:
-            log.warning("job bookkeeping failed; the job will be reclaimed",
-                        extra={"job": job.id, "error": repr(error), "request_id": job.request_id})
+            log.warning(
+                "job bookkeeping failed; the job will be reclaimed",
+                extra={"job": job.id, "error": repr(error), "request_id": job.request_id},
+            )
         finally:
             self.running.pop(job.id, None)
             metrics.RUNNING.set(len(self.running))
@@ -163,9 +171,17 @@ class Runner:
                 raise
             except Exception as error:
                 retryable = getattr(error, "retryable", True)
-                log.warning("job attempt failed", extra={"job": job.id, "type": job.type, "attempt": attempt,
-                                                          "retryable": retryable, "error": repr(error),
-                                                          "request_id": job.request_id})
+                log.warning(
+                    "job attempt failed",
+                    extra={
+                        "job": job.id,
+                        "type": job.type,
+                        "attempt": attempt,
+                        "retryable": retryable,
+                        "error": repr(error),
+                        "request_id": job.request_id,
+                    },
+                )
                 if attempt >= self.max_attempts or not retryable:
                     await self._give_up(handler, job, error)
                     return
@@ -188,8 +204,10 @@ class Runner:
         try:
             await handler.give_up(job, error)
         except Exception as failure:
-            log.error("recording a failed job failed", extra={"job": job.id, "error": repr(failure),
-                                                              "request_id": job.request_id})
+            log.error(
+                "recording a failed job failed",
+                extra={"job": job.id, "error": repr(failure), "request_id": job.request_id},
+            )
         await self._count(job.type, "failed")
         await self.queue.bury(job, repr(error) if error is not None else "out of attempts")
 

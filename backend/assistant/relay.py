@@ -57,14 +57,14 @@ def message_span(message: bytes) -> tuple[int, int, bool]:
     last_start = message.rfind(b"\n\nid: ", 0, len(message) - 2)
     if last_start < 0:
         return first, first, final
-    last, final = frame_seq(message[last_start + 2:])
+    last, final = frame_seq(message[last_start + 2 :])
     return first, last, final
 
 
 def frame_seq(frame: bytes) -> tuple[int, bool]:
     """(seq, is final event) of a frame ``id: <gen>-<seq>\\n[event: ...\\n]data: ...``."""
     newline = frame.index(b"\n")
-    seq = int(frame[frame.index(b"-", 4, newline) + 1:newline])
+    seq = int(frame[frame.index(b"-", 4, newline) + 1 : newline])
     return seq, frame.startswith(b"event:", newline + 1)
 
 
@@ -180,8 +180,15 @@ class ChunkedSocket:
 
 
 class ReplyRelay:
-    def __init__(self, hub: Hub | ClusterHub, replies: Replies, *, ping_seconds: float, check_seconds: float,
-                 streams: OpenStreams | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub | ClusterHub,
+        replies: Replies,
+        *,
+        ping_seconds: float,
+        check_seconds: float,
+        streams: OpenStreams | None = None,
+    ) -> None:
         self.hub = hub
         self.replies = replies
         self.streams = streams  # the per-user counts of this process's open streams, extended every round
@@ -229,8 +236,15 @@ class ReplyRelay:
                 if over[listener.reply]:
                     listener.reply_over()  # whatever is left is in the log
 
-    async def stream(self, response: HTTPResponse | ResponseStream, transport: asyncio.Transport, user_id: int,
-                     chat_id: int, gen: int, after_seq: int) -> None:
+    async def stream(
+        self,
+        response: HTTPResponse | ResponseStream,
+        transport: asyncio.Transport,
+        user_id: int,
+        chat_id: int,
+        gen: int,
+        after_seq: int,
+    ) -> None:
         channel = self.replies.channel(user_id, chat_id, gen).encode()
         listener = StreamListener(ChunkedSocket(response, transport), (user_id, chat_id, gen), after_seq)
         await self.hub.subscribe(channel, listener)

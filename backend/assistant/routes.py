@@ -7,12 +7,23 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
-from backend.assistant.relay import SSE_HEADERS, parse_event_id
-from backend.auth.guard import authenticated
+from backend.apidoc import INT64, EventStream, Json, MessageResponse, Param, operation, trimmed
+from backend.assistant.models import (
+    CURSOR_PATTERN,
+    EVENT_ID_PATTERN,
+    ChatListResponse,
+    ChatResponse,
+    CreateChatResponse,
+    ReplyEvent,
+    ReplyEventData,
+    StreamTicketResponse,
+)
+from backend.assistant.relay import SSE_CONTENT_TYPE, SSE_HEADERS, parse_event_id
+from backend.auth.guard import authenticated, authenticated_or_ticket
 from backend.errors import ApiError, BadRequest, Conflict, NotFound, TooManyRequests
 from backend.parsing import parse_body
 from backend.store.chats import ReplyInFlight, TooManyChats
@@ -36,8 +47,10 @@ class TooManyStreams(ApiError):
     status_code = 429
 
     def __init__(self) -> None:
-        super().__init__("Too many streams are open for this account. Close one and try again.",
-                         headers={"Retry-After": str(STREAMS_RETRY_SECONDS)})
+        super().__init__(
+            "Too many streams are open for this account. Close one and try again.",
+            headers={"Retry-After": str(STREAMS_RETRY_SECONDS)},
+        )
 
 
 @contextlib.asynccontextmanager
@@ -57,10 +70,48 @@ async def open_stream(request: Request) -> AsyncIterator[None]:
 
 
 class SendMessageRequest(BaseModel):
-    prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=8000, strict=True)]
+    prompt: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=8000, strict=True),
+        Field(**trimmed(1, 8000)),
+    ]
+
+
+# How the routes below are documented (backend/apidoc.py): the path parameter as the spec names it.
+CHAT_ID = {"chat_id": Param("chatId", "The chat's id (`chatId` from POST /assistant/chat).")}
+NO_SUCH_CHAT = "No such chat (or another user's)."
+RESUME_FROM = Annotated[str, Field(pattern=f"^({EVENT_ID_PATTERN[1:-1]})?$")]  # an event id, or empty
+REPLY_STREAM = EventStream(
+    ReplyEvent,
+    "The reply as Server-Sent Events (`text/event-stream; charset=utf-8`): one "
+    "event per chunk, then `event: done` or `event: error`, then the stream closes.",
+    also=(ReplyEventData,),
+)
 
 
 @bp.post("/chat")
+@operation(
+    "createChat",
+    "Create a chat",
+    responses={
+        200: Json(
+            CreateChatResponse,
+            "The new chat.",
+            links={
+                operation_id: {"chatId": "$response.body#/chatId"}
+                for operation_id in (
+                    "getChat",
+                    "sendMessage",
+                    "streamReply",
+                    "createStreamTicket",
+                    "stopReply",
+                    "deleteChat",
+                )
+            },
+        ),
+        409: "The user holds `CHATS_PER_USER_MAX` chats already: delete one first.",
+    },
+)
 @authenticated
 async def create_chat(request: Request) -> HTTPResponse:
     try:
@@ -87,6 +138,20 @@ def _page(request: Request) -> tuple[int, tuple[int, int] | None]:
 
 
 @bp.get("/chat")
+@operation(
+    "listChats",
+    "The user's chats, most recently updated first, a page at a time",
+    query=[
+        Param(
+            "limit",
+            "Chats per page.",
+            Annotated[int, Field(ge=1, le=PAGE_MAX, json_schema_extra=INT64)],
+            default=PAGE_DEFAULT,
+        ),
+        Param("before", "The `next` of the previous page.", Annotated[str, Field(pattern=CURSOR_PATTERN)]),
+    ],
+    responses={200: ChatListResponse, 400: "`limit` is not an integer from 1 to 100, or `before` is not a `next`."},
+)
 @authenticated
 async def list_chats(request: Request) -> HTTPResponse:
     limit, before = _page(request)
@@ -97,6 +162,12 @@ async def list_chats(request: Request) -> HTTPResponse:
 
 
 @bp.get("/chat/<chat_id:int>")
+@operation(
+    "getChat",
+    "A chat: its messages, and whether a reply is in flight (to resume after a reload)",
+    path=CHAT_ID,
+    responses={200: ChatResponse, 404: NO_SUCH_CHAT},
+)
 @authenticated
 async def get_chat(request: Request, chat_id: int) -> HTTPResponse:
     chat = await request.app.ctx.store.chats.get(request.ctx.user_id, chat_id)
@@ -106,6 +177,9 @@ async def get_chat(request: Request, chat_id: int) -> HTTPResponse:
 
 
 @bp.delete("/chat/<chat_id:int>")
+@operation(
+    "deleteChat", "Delete a chat and its messages", path=CHAT_ID, responses={200: MessageResponse, 404: NO_SUCH_CHAT}
+)
 @authenticated
 async def delete_chat(request: Request, chat_id: int) -> HTTPResponse:
     if not await request.app.ctx.store.chats.delete(request.ctx.user_id, chat_id):
@@ -114,6 +188,23 @@ async def delete_chat(request: Request, chat_id: int) -> HTTPResponse:
 
 
 @bp.post("/chat/<chat_id:int>", strict_slashes=False)
+@operation(
+    "sendMessage",
+    "Send a prompt; the reply streams back as Server-Sent Events",
+    description="The prompt is stored and the reply streams as it is written (the trailing slash is optional). "
+    "A client that disconnects does not stop the reply: resume it with GET .../stream.",
+    path=CHAT_ID,
+    body=SendMessageRequest,
+    trailing_slash=True,
+    responses={
+        200: REPLY_STREAM,
+        404: NO_SUCH_CHAT,
+        409: "A reply is still being written in this chat: wait for it, or stop it.",
+        429: "Too many prompts this minute, or too many streams open (`STREAMS_PER_USER_MAX`).",
+        503: "Redis is unavailable, or the assistant is far behind: nothing was stored; try again after "
+        "`Retry-After` seconds.",
+    },
+)
 @authenticated
 async def send_message(request: Request, chat_id: int) -> HTTPResponse | None:
     ctx = request.app.ctx
@@ -137,7 +228,7 @@ async def send_message(request: Request, chat_id: int) -> HTTPResponse | None:
             with contextlib.suppress(StoreUnavailable):
                 await ctx.store.replies.finish(user_id, chat_id, gen, "fail", message=QUEUE_FAILED)
             raise
-        response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
+        response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
         await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, 0)
     return None
 
@@ -147,7 +238,38 @@ def _last_event_id(request: Request) -> str:
 
 
 @bp.get("/chat/<chat_id:int>/stream")
-@authenticated
+@operation(
+    "streamReply",
+    "Follow the chat's newest reply: replay it after an event id, then live until it ends",
+    description="Replays the newest reply after `Last-Event-ID` (the whole reply without one), then follows it "
+    "live, on any pod, with no gap and no duplicate. A finished reply is replayed and the stream "
+    "closed. A browser's EventSource passes a stream ticket as `?ticket=` instead of the header, and "
+    "sends `Last-Event-ID` by itself when it reconnects.",
+    path=CHAT_ID,
+    security=("ticket",),
+    headers=[
+        Param(
+            "Last-Event-ID",
+            "Resume after this event (the `id` of the last event received); absent or empty: the whole reply.",
+            RESUME_FROM,
+            example="1-42",
+        )
+    ],
+    query=[
+        Param("lastEventId", "The same as the `Last-Event-ID` header, for clients that cannot set it.", RESUME_FROM),
+        Param(
+            "ticket", "A stream ticket of this chat (POST .../stream-ticket), instead of the `Authentication` header."
+        ),
+    ],
+    responses={
+        200: REPLY_STREAM,
+        400: "The event id is not one of this chat's newest reply.",
+        401: "No valid token, or the ticket is unknown, expired, or for another chat.",
+        404: "No such chat (or another user's), or the chat has no reply yet.",
+        429: "Too many stream opens this minute, or too many streams open (`STREAMS_PER_USER_MAX`).",
+    },
+)
+@authenticated_or_ticket  # `?ticket=` for a browser's EventSource, which can send no header
 async def resume(request: Request, chat_id: int) -> HTTPResponse | None:
     ctx = request.app.ctx
     user_id = request.ctx.user_id
@@ -167,12 +289,44 @@ async def resume(request: Request, chat_id: int) -> HTTPResponse | None:
     if wait:
         raise TooManyRequests(wait)
     async with open_stream(request):
-        response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
+        response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
         await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, after)
     return None
 
 
+@bp.post("/chat/<chat_id:int>/stream-ticket")
+@operation(
+    "createStreamTicket",
+    "A short-lived ticket for this chat's stream, for a browser's EventSource",
+    description="`GET /assistant/chat/{chatId}/stream?ticket=<ticket>` then needs no header. The ticket is good "
+    "for that chat's stream only (no login anywhere else), for `expiresIn` seconds, and ends with the "
+    "session.",
+    path=CHAT_ID,
+    responses={200: StreamTicketResponse, 404: NO_SUCH_CHAT, 429: "Too many tickets this minute."},
+)
+@authenticated
+async def stream_ticket(request: Request, chat_id: int) -> HTTPResponse:
+    """A short-lived credential for this chat's stream only: `GET .../stream?ticket=` (EventSource)."""
+    ctx = request.app.ctx
+    user_id = request.ctx.user_id
+    # Tickets count against the stream-open budget's rate (their own bucket): each lives in Redis a while.
+    wait = await ctx.store.limiter.retry_after("ticket", str(user_id), ctx.settings.RATE_LIMIT_STREAM_PER_MINUTE)
+    if wait:
+        raise TooManyRequests(wait)
+    gen, _, _ = await ctx.store.replies.state(user_id, chat_id)
+    if gen is None:
+        raise NotFound(NO_CHAT)
+    ticket = await ctx.store.tickets.issue(user_id, chat_id, request.ctx.token)
+    return json({"ticket": ticket, "expiresIn": ctx.store.tickets.ttl})
+
+
 @bp.post("/chat/<chat_id:int>/stop")
+@operation(
+    "stopReply",
+    "Stop the reply being written; the text so far is saved",
+    path=CHAT_ID,
+    responses={200: MessageResponse, 404: NO_SUCH_CHAT, 409: "No reply is being written in this chat."},
+)
 @authenticated
 async def stop(request: Request, chat_id: int) -> HTTPResponse:
     ctx = request.app.ctx

@@ -1,17 +1,21 @@
 """The development login provider's pages (never mounted when ENVIRONMENT=production).
 
-/dev/login behaves like a provider's authorize page; /dev/callback is the default
-OAUTH_REDIRECT_URI: it finishes the login by calling /user/auth-callback and shows the token.
+/dev/login behaves like a provider's authorize page. The default OAUTH_REDIRECT_URI is the web
+playground (/) when it is on, else /dev/callback, which finishes the login by calling
+/user/auth-callback and shows the token (it stays available either way).
 """
 
 from __future__ import annotations
 
 from html import escape
+from typing import Annotated
 from urllib.parse import urlencode
 
+from pydantic import BaseModel, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, html, redirect
 
+from backend.apidoc import Other, Param, operation
 from backend.errors import BadRequest
 from backend.headers import origin, page_policy
 
@@ -52,7 +56,26 @@ CALLBACK_POLICY = page_policy(scripts=[CALLBACK_SCRIPT], styles=[STYLE])
 FORWARDED = ("state", "code_challenge", "redirect_uri")
 
 
+class DevLoginForm(BaseModel):
+    """The development login form (POST /dev/login), as the page sends it."""
+
+    username: str = Field(min_length=1, max_length=64, description="Any user name: it logs in as that user.")
+    state: str = Field(min_length=1)
+    code_challenge: str = Field(min_length=1)
+    redirect_uri: str = Field(min_length=1, description="Must be OAUTH_REDIRECT_URI.")
+
+
+HTML_PAGE = Other("An HTML page.", "text/html; charset=utf-8")
+
+
 @bp.get("/login")
+@operation(
+    "devLoginPage",
+    "The development provider's login page (the `loginUrl` of /user/auth-code)",
+    store=False,
+    query=[Param(name, "From `loginUrl`.", Annotated[str, Field(min_length=1)], required=True) for name in FORWARDED],
+    responses={200: HTML_PAGE, 400: "A query parameter is missing."},
+)
 async def login_page(request: Request) -> HTTPResponse:
     missing = [name for name in FORWARDED if not request.args.get(name)]
     if missing:
@@ -63,11 +86,22 @@ async def login_page(request: Request) -> HTTPResponse:
     # The form posts here, then is redirected to OAUTH_REDIRECT_URI: both are form targets.
     redirect_origin = origin(request.app.ctx.settings.OAUTH_REDIRECT_URI)
     policy = page_policy(styles=[STYLE], form_action=[redirect_origin] if redirect_origin else [])
-    return html(PAGE.format(title="Development login", style=STYLE, body=LOGIN_FORM.format(hidden=hidden)),
-                headers={"Content-Security-Policy": policy})
+    return html(
+        PAGE.format(title="Development login", style=STYLE, body=LOGIN_FORM.format(hidden=hidden)),
+        headers={"Content-Security-Policy": policy},
+    )
 
 
 @bp.post("/login")
+@operation(
+    "devLogin",
+    "Log in as any user name: redirects to OAUTH_REDIRECT_URI with `code` and `state`",
+    form=DevLoginForm,
+    responses={
+        303: Other("To OAUTH_REDIRECT_URI with `code` and `state`.", headers={"Location": "Where to go."}),
+        400: "A field is missing or too long, or `redirect_uri` is not OAUTH_REDIRECT_URI.",
+    },
+)
 async def login_submit(request: Request) -> HTTPResponse:
     form = request.form or {}
     values = {name: (form.get(name) or "").strip() for name in (*FORWARDED, "username")}
@@ -80,11 +114,20 @@ async def login_submit(request: Request) -> HTTPResponse:
         raise BadRequest("Invalid redirect_uri.")
     code = await ctx.provider.issue_code(values["username"], values["code_challenge"])
     separator = "&" if "?" in values["redirect_uri"] else "?"
-    return redirect(values["redirect_uri"] + separator + urlencode({"code": code, "state": values["state"]}),
-                    status=303)
+    return redirect(
+        values["redirect_uri"] + separator + urlencode({"code": code, "state": values["state"]}), status=303
+    )
 
 
 @bp.get("/callback")
+@operation(
+    "devCallbackPage",
+    "The development redirect page: finishes the login and shows the token",
+    store=False,
+    responses={200: HTML_PAGE},
+)
 async def callback_page(request: Request) -> HTTPResponse:
-    return html(PAGE.format(title="Logging in", style=STYLE, body=CALLBACK),
-                headers={"Content-Security-Policy": CALLBACK_POLICY})
+    return html(
+        PAGE.format(title="Logging in", style=STYLE, body=CALLBACK),
+        headers={"Content-Security-Policy": CALLBACK_POLICY},
+    )

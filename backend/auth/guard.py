@@ -39,3 +39,26 @@ def authenticated(handler: Handler) -> Handler:
 
     wrapper.authenticated = True  # type: ignore[attr-defined]  # backend/headers.py: no-store, Vary
     return wrapper
+
+
+def authenticated_or_ticket(handler: Handler) -> Handler:
+    """`@authenticated`, or instead a stream ticket of the route's chat in `?ticket=`
+    (backend/store/tickets.py): a browser's EventSource can send no header. The ticket counts
+    for that one chat's route and nowhere else; a ticket for another chat is no credential (401)."""
+    by_session = authenticated(handler)
+
+    @wraps(handler)
+    async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
+        tickets = request.get_args(keep_blank_values=True).getlist("ticket")
+        if not tickets:
+            return await by_session(request, *args, **kwargs)
+        user_id = None
+        if len(tickets) == 1:
+            user_id = await request.app.ctx.store.tickets.redeem(tickets[0], kwargs["chat_id"])
+        if user_id is None:
+            raise Unauthorized("Invalid or expired stream ticket. Ask for a new one and reconnect.")
+        request.ctx.user_id = user_id
+        return await handler(request, *args, **kwargs)
+
+    wrapper.authenticated = True  # type: ignore[attr-defined]  # backend/headers.py: no-store, Vary
+    return wrapper

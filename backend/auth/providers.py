@@ -65,8 +65,12 @@ class _ProviderCalls:
     def client(self) -> AsyncOAuth2Client:
         s = self.settings
         return AsyncOAuth2Client(
-            client_id=s.OAUTH_CLIENT_ID, client_secret=s.OAUTH_CLIENT_SECRET or None, scope=s.scopes,
-            redirect_uri=s.OAUTH_REDIRECT_URI, code_challenge_method="S256", timeout=s.OAUTH_TIMEOUT_SECONDS,
+            client_id=s.OAUTH_CLIENT_ID,
+            client_secret=s.OAUTH_CLIENT_SECRET or None,
+            scope=s.scopes,
+            redirect_uri=s.OAUTH_REDIRECT_URI,
+            code_challenge_method="S256",
+            timeout=s.OAUTH_TIMEOUT_SECONDS,
         )
 
     async def guarded(self, coroutine: Any) -> Any:
@@ -99,8 +103,12 @@ class OidcProvider(_ProviderCalls):
 
     name = "oidc"
 
-    def __init__(self, settings: Settings, metadata_ttl: float = METADATA_TTL_SECONDS,
-                 retry_after_error: float = METADATA_RETRY_SECONDS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metadata_ttl: float = METADATA_TTL_SECONDS,
+        retry_after_error: float = METADATA_RETRY_SECONDS,
+    ) -> None:
         super().__init__(settings)
         self.issuer = settings.OIDC_ISSUER.rstrip("/")
         self.metadata_ttl = metadata_ttl
@@ -174,15 +182,15 @@ class OidcProvider(_ProviderCalls):
 
     async def authorize_url(self, state: str, code_verifier: str, nonce: str) -> str:
         endpoint = (await self.metadata())["authorization_endpoint"]
-        url, _ = self.client().create_authorization_url(endpoint, state=state, code_verifier=code_verifier,
-                                                        nonce=nonce)
+        url, _ = self.client().create_authorization_url(endpoint, state=state, code_verifier=code_verifier, nonce=nonce)
         return url
 
     async def identify(self, code: str, code_verifier: str, nonce: str) -> Identity:
         meta = await self.metadata()
         async with self.client() as client:
-            token = await self.guarded(client.fetch_token(meta["token_endpoint"], code=code,
-                                                          code_verifier=code_verifier))
+            token = await self.guarded(
+                client.fetch_token(meta["token_endpoint"], code=code, code_verifier=code_verifier)
+            )
             if not isinstance(token.get("access_token"), str):
                 raise BadGateway("Login failed: the login provider sent no access token.")
             claims = await self.verify_id_token(token.get("id_token"), nonce, token["access_token"])
@@ -197,8 +205,14 @@ class OidcProvider(_ProviderCalls):
         if not isinstance(profile, dict) or profile.get("sub") != claims["sub"]:
             raise BadGateway("Login failed: the login provider sent an invalid or inconsistent profile.")
         subject = claims["sub"]
-        username = next((value for name in ("preferred_username", "name", "email")
-                         if isinstance(value := profile.get(name), str) and value.strip()), subject)
+        username = next(
+            (
+                value
+                for name in ("preferred_username", "name", "email")
+                if isinstance(value := profile.get(name), str) and value.strip()
+            ),
+            subject,
+        )
         return Identity(subject=subject, username=username, issuer=self.issuer)
 
     async def verify_id_token(self, id_token: Any, nonce: str, access_token: str | None = None) -> dict[str, Any]:
@@ -257,8 +271,11 @@ class GithubProvider(_ProviderCalls):
     async def identify(self, code: str, code_verifier: str, nonce: str) -> Identity:
         async with self.client() as client:
             client.headers["Accept"] = "application/json"
-            await self.guarded(client.fetch_token(f"{self.settings.GITHUB_URL}/login/oauth/access_token",
-                                                  code=code, code_verifier=code_verifier))
+            await self.guarded(
+                client.fetch_token(
+                    f"{self.settings.GITHUB_URL}/login/oauth/access_token", code=code, code_verifier=code_verifier
+                )
+            )
             response = await self.guarded(client.get(f"{self.settings.GITHUB_API_URL}/user"))
         if response.status_code >= 400:
             raise BadGateway(f"Login failed: GitHub answered {response.status_code}.")
@@ -282,11 +299,17 @@ class DevProvider:
         self.logins = logins
 
     async def authorize_url(self, state: str, code_verifier: str, nonce: str) -> str:
-        query = urlencode({
-            "client_id": self.settings.OAUTH_CLIENT_ID or "dev", "redirect_uri": self.settings.OAUTH_REDIRECT_URI,
-            "scope": self.settings.scopes, "state": state, "code_challenge": code_challenge(code_verifier),
-            "code_challenge_method": "S256", "response_type": "code",
-        })
+        query = urlencode(
+            {
+                "client_id": self.settings.OAUTH_CLIENT_ID or "dev",
+                "redirect_uri": self.settings.OAUTH_REDIRECT_URI,
+                "scope": self.settings.scopes,
+                "state": state,
+                "code_challenge": code_challenge(code_verifier),
+                "code_challenge_method": "S256",
+                "response_type": "code",
+            }
+        )
         return f"{self.settings.PUBLIC_URL}/dev/login?{query}"
 
     async def issue_code(self, username: str, challenge: str) -> str:

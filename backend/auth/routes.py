@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import secrets
+from typing import Annotated
 
+from pydantic import Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
+from backend.apidoc import MessageResponse, Param, operation
 from backend.auth.guard import authenticated
+from backend.auth.models import AuthCallbackResponse, AuthResponse, UserInfoResponse
 from backend.errors import BadRequest, TooManyRequests
 from backend.parsing import client_address
 from backend.store.interview import NOT_STARTED, SUCCESS
@@ -16,10 +20,16 @@ bp = Blueprint("auth", url_prefix="/user")
 
 
 @bp.get("/auth-code")
+@operation(
+    "getAuthCode",
+    "Start a login: the provider page to send the user to",
+    description="A fresh `state` (PKCE S256 verifier kept server-side for 10 minutes) and the provider's "
+    "authorize URL. Limited per client address (`RATE_LIMIT_AUTH_PER_MINUTE`).",
+    responses={200: AuthResponse, 429: "Too many login attempts from this address."},
+)
 async def auth_code(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
-    wait = await ctx.store.limiter.retry_after("auth", client_address(request),
-                                               ctx.settings.RATE_LIMIT_AUTH_PER_MINUTE)
+    wait = await ctx.store.limiter.retry_after("auth", client_address(request), ctx.settings.RATE_LIMIT_AUTH_PER_MINUTE)
     if wait:
         raise TooManyRequests(wait)
     state = secrets.token_urlsafe(24)
@@ -31,6 +41,30 @@ async def auth_code(request: Request) -> HTTPResponse:
 
 
 @bp.get("/auth-callback")
+@operation(
+    "authCallback",
+    "Finish a login: exchange the provider's code and the state for a token",
+    query=[
+        Param(
+            "code",
+            "The code the provider sent to the redirect URI.",
+            Annotated[str, Field(min_length=1, max_length=2048)],
+            required=True,
+        ),
+        Param(
+            "state",
+            "The `state` of /user/auth-code, also sent back by the provider.",
+            Annotated[str, Field(min_length=1, max_length=256)],
+            required=True,
+        ),
+    ],
+    responses={
+        200: AuthCallbackResponse,
+        400: "`code` or `state` missing; the state unknown, expired or used already; or the provider refused the code.",
+        502: "The login provider answered with an error or something invalid.",
+        503: "Redis or the login provider did not answer in time: try again after `Retry-After` seconds.",
+    },
+)
 async def auth_callback(request: Request) -> HTTPResponse:
     code = request.args.get("code", "")
     state = request.args.get("state", "")
@@ -44,12 +78,14 @@ async def auth_callback(request: Request) -> HTTPResponse:
         raise BadRequest("Unknown or expired login state. Please start the login again.")
     verifier, nonce = grant
     identity = await ctx.provider.identify(code, verifier, nonce)
-    _, token = await ctx.store.users.login(ctx.provider.name, identity.subject, identity.username,
-                                           issuer=identity.issuer)
+    _, token = await ctx.store.users.login(
+        ctx.provider.name, identity.subject, identity.username, issuer=identity.issuer
+    )
     return json({"token": token})
 
 
 @bp.post("/logout")
+@operation("logout", "Log out: the token stops working at once, on every pod", responses={200: MessageResponse})
 @authenticated
 async def logout(request: Request) -> HTTPResponse:
     await request.app.ctx.store.users.logout(request.ctx.token)
@@ -57,6 +93,7 @@ async def logout(request: Request) -> HTTPResponse:
 
 
 @bp.get("/info")
+@operation("getUserInfo", "The user's information and interview status", responses={200: UserInfoResponse})
 @authenticated
 async def info(request: Request) -> HTTPResponse:
     user = request.ctx.user

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 from typing import Annotated
 
-from pydantic import BaseModel, StrictInt, StringConstraints
+from pydantic import BaseModel, Field, StrictInt, StringConstraints
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
+from backend.apidoc import INT64, Json, MessageResponse, Param, operation, trimmed
 from backend.auth.guard import authenticated
 from backend.errors import BadRequest, Conflict, NotFound, TooManyRequests
+from backend.interview.models import UserQuestionsResponse
 from backend.parsing import parse_body
 from backend.store.errors import StoreUnavailable
 from backend.store.interview import NOT_STARTED, QUESTION_NOT_READY, question_views
@@ -19,14 +21,32 @@ bp = Blueprint("interview", url_prefix="/user")
 
 
 class SkillDescriptionRequest(BaseModel):
-    description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, strict=True)]
+    description: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, strict=True),
+        Field(**trimmed(1, 4000)),
+    ]
 
 
 class UserAnswerRequest(BaseModel):
-    answer: StrictInt
+    answer: StrictInt = Field(
+        description="Index in the question's `choices` (0 for the first).", json_schema_extra=INT64
+    )
 
 
 @bp.post("/skill-description")
+@operation(
+    "setSkillDescription",
+    "Set the skill description and start a new interview",
+    description="Stores the description and queues the generation of the questions: the status becomes "
+    "QUESTION_NOT_READY and earlier questions and answers are replaced.",
+    body=SkillDescriptionRequest,
+    responses={
+        200: MessageResponse,
+        429: "Too many descriptions this minute (`RATE_LIMIT_INTERVIEW_PER_MINUTE`).",
+        503: "Redis is unavailable, or the question writers are far behind: try again after `Retry-After`.",
+    },
+)
 @authenticated
 async def skill_description(request: Request) -> HTTPResponse:
     body = parse_body(request, SkillDescriptionRequest)
@@ -48,6 +68,17 @@ async def skill_description(request: Request) -> HTTPResponse:
 
 
 @bp.get("/questions")
+@operation(
+    "getQuestions",
+    "The interview questions (202 while they are being written)",
+    responses={
+        200: Json(
+            UserQuestionsResponse, "The questions.", links={"answerQuestion": {"id": "$response.body#/questions/0/id"}}
+        ),
+        202: Json(UserQuestionsResponse, 'Not ready yet: `{"ready": false}`; ask again shortly.'),
+        409: "No interview: no skill description yet, or writing the questions failed (send it again).",
+    },
+)
 @authenticated
 async def questions(request: Request) -> HTTPResponse:
     user, stored, answers = await request.app.ctx.store.interview.snapshot(request.ctx.user_id)
@@ -71,6 +102,18 @@ OUTCOMES = {
 
 
 @bp.post("/questions/<question_id:int>/answer")
+@operation(
+    "answerQuestion",
+    "Answer a question (again, to change the answer, until the interview is complete)",
+    path={"question_id": Param("id", "The question's id (`id` in /user/questions).")},
+    body=UserAnswerRequest,
+    responses={
+        200: MessageResponse,
+        400: 'The body is not `{"answer": <integer>}`, or `answer` is not the index of one of the choices.',
+        404: "No such question in the user's current interview.",
+        409: "The interview is not in progress: no open questions.",
+    },
+)
 @authenticated
 async def answer(request: Request, question_id: int) -> HTTPResponse:
     body = parse_body(request, UserAnswerRequest)

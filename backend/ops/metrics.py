@@ -24,13 +24,17 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, raw
 
+from backend.apidoc import Other, operation
 from backend.ops.queue_watch import QueueWatch
 from backend.store.errors import StoreUnavailable
 
-REQUESTS = Counter("ai_http_requests_total", "HTTP requests by route, method and status",
-                   ["route", "method", "status"])
-LATENCY = Histogram("ai_http_request_seconds", "Time to the response head by route",
-                    ["route"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+REQUESTS = Counter("ai_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"])
+LATENCY = Histogram(
+    "ai_http_request_seconds",
+    "Time to the response head by route",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 OPEN_STREAMS = Gauge("ai_sse_open_streams", "SSE streams open on this API", multiprocess_mode="livesum")
 
 bp = Blueprint("ops_metrics")
@@ -48,9 +52,11 @@ def shedding_lines(watch: QueueWatch) -> list[str]:
     """This pod's view of the queue: what its load shedding acts on."""
     return [
         "# HELP ai_api_queue_wait_seconds Oldest job not yet taken by a worker, as this pod last saw it",
-        "# TYPE ai_api_queue_wait_seconds gauge", f"ai_api_queue_wait_seconds {watch.oldest_wait:.3f}",
+        "# TYPE ai_api_queue_wait_seconds gauge",
+        f"ai_api_queue_wait_seconds {watch.oldest_wait:.3f}",
         "# HELP ai_api_shedding Whether this pod refuses new prompts and descriptions now (QUEUE_MAX_WAIT_SECONDS)",
-        "# TYPE ai_api_shedding gauge", f"ai_api_shedding {int(watch.oldest_wait > watch.max_wait)}",
+        "# TYPE ai_api_shedding gauge",
+        f"ai_api_shedding {int(watch.oldest_wait > watch.max_wait)}",
     ]
 
 
@@ -59,19 +65,25 @@ async def cluster_lines(request: Request) -> list[str]:
     queue = request.app.ctx.store.queue
     streams = await queue.streams()
     outcomes = await queue.outcomes()
-    lines = ["# HELP ai_jobs_queue_depth Jobs waiting in their stream, not yet taken by a worker",
-             "# TYPE ai_jobs_queue_depth gauge"]
+    lines = [
+        "# HELP ai_jobs_queue_depth Jobs waiting in their stream, not yet taken by a worker",
+        "# TYPE ai_jobs_queue_depth gauge",
+    ]
     lines += [f'ai_jobs_queue_depth{{type="{s.type}"}} {s.waiting}' for s in streams]
-    lines += ["# HELP ai_jobs_pending Jobs taken by a worker and not yet acknowledged",
-              "# TYPE ai_jobs_pending gauge"]
+    lines += ["# HELP ai_jobs_pending Jobs taken by a worker and not yet acknowledged", "# TYPE ai_jobs_pending gauge"]
     lines += [f'ai_jobs_pending{{type="{s.type}"}} {s.pending}' for s in streams]
-    lines += ["# HELP ai_jobs_oldest_wait_seconds Age of the oldest job not yet taken by a worker",
-              "# TYPE ai_jobs_oldest_wait_seconds gauge"]
+    lines += [
+        "# HELP ai_jobs_oldest_wait_seconds Age of the oldest job not yet taken by a worker",
+        "# TYPE ai_jobs_oldest_wait_seconds gauge",
+    ]
     lines += [f'ai_jobs_oldest_wait_seconds{{type="{s.type}"}} {s.oldest_wait_seconds:.3f}' for s in streams]
-    lines += ["# HELP ai_jobs_dead Jobs that failed for good, kept as dead letters (python -m workers.admin dead)",
-              "# TYPE ai_jobs_dead gauge", f"ai_jobs_dead {await queue.dead_count()}",
-              "# HELP ai_jobs_total Jobs by type and outcome (done, failed, retried, reclaimed), all workers",
-              "# TYPE ai_jobs_total counter"]
+    lines += [
+        "# HELP ai_jobs_dead Jobs that failed for good, kept as dead letters (python -m workers.admin dead)",
+        "# TYPE ai_jobs_dead gauge",
+        f"ai_jobs_dead {await queue.dead_count()}",
+        "# HELP ai_jobs_total Jobs by type and outcome (done, failed, retried, reclaimed), all workers",
+        "# TYPE ai_jobs_total counter",
+    ]
     for field, count in sorted(outcomes.items()):
         job_type, _, outcome = field.partition(":")
         if job_type != "llm":
@@ -80,6 +92,14 @@ async def cluster_lines(request: Request) -> list[str]:
 
 
 @bp.get("/metrics")
+@operation(
+    "getMetrics",
+    "Prometheus metrics (text exposition format)",
+    store=False,
+    responses={
+        200: Other("Requests, latency, open streams, queue depth, jobs (README, Metrics).", "text/plain; version=0.0.4")
+    },
+)
 async def metrics(request: Request) -> HTTPResponse:
     body = generate_latest(registry())
     watch: QueueWatch = request.app.ctx.queue_watch

@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
+
+from backend.apidoc import Answer, operation
+from backend.errors import ServiceUnavailable
 
 bp = Blueprint("ops")
 
 
+class HealthResponse(Answer):
+    status: Literal["ok"]
+
+
+class ReadyResponse(Answer):
+    status: Literal["ready"]
+
 
 @bp.get("/health")
+@operation(
+    "getHealth", "The process is alive (200 even while Redis is down)", store=False, responses={200: HealthResponse}
+)
 async def health(request: Request) -> HTTPResponse:
     return json({"status": "ok"})
 
 
 @bp.get("/ready")
+@operation(
+    "getReady",
+    "Ready for traffic: Redis answers",
+    responses={200: ReadyResponse, 503: "Redis does not answer: try again after `Retry-After` seconds."},
+)
 async def ready(request: Request) -> HTTPResponse:
     if not await request.app.ctx.store.ping():
-        return json({"message": "Redis is not reachable."}, status=503)
+        raise ServiceUnavailable("Redis is not reachable.")
     return json({"status": "ready"})

@@ -11,7 +11,7 @@ import orjson
 from backend.store import keys
 from backend.store.clients import AnyRedis
 from backend.store.errors import StoreError, translate_errors
-from backend.store.replies import Replies
+from backend.store.replies import Replies, ReplyStatus
 from backend.store.scripts import Scripts
 from backend.store.users import now_ms
 
@@ -50,8 +50,9 @@ class DeleteChat(IntEnum):
 
 @translate_errors
 class Chats:
-    def __init__(self, redis: AnyRedis, scripts: Scripts, replies: Replies, *, max_chats: int,
-                 max_messages: int) -> None:
+    def __init__(
+        self, redis: AnyRedis, scripts: Scripts, replies: Replies, *, max_chats: int, max_messages: int
+    ) -> None:
         self.redis = redis
         self.scripts = scripts
         self.replies = replies
@@ -61,14 +62,16 @@ class Chats:
     async def create(self, user_id: int) -> int:
         """The new chat's id; TooManyChats when the user holds `max_chats` already."""
         chat_id = int(await self.redis.incr(keys.CHAT_SEQ))
-        created = await self.scripts.create_chat(keys=[keys.chat(user_id, chat_id), keys.chats(user_id)],
-                                                 args=[chat_id, now_ms(), self.max_chats])
+        created = await self.scripts.create_chat(
+            keys=[keys.chat(user_id, chat_id), keys.chats(user_id)], args=[chat_id, now_ms(), self.max_chats]
+        )
         if int(created) != CreateChat.CREATED:
             raise TooManyChats
         return chat_id
 
-    async def list(self, user_id: int, limit: int, before: tuple[int, int] | None = None
-                   ) -> tuple[list[dict[str, Any]], tuple[int, int] | None]:
+    async def list(
+        self, user_id: int, limit: int, before: tuple[int, int] | None = None
+    ) -> tuple[list[dict[str, Any]], tuple[int, int] | None]:
         """A page of the user's chats, most recently updated first, and the position to read the
         next page from (None on the last page).
 
@@ -79,14 +82,16 @@ class Chats:
         """
         index = keys.chats(user_id)
         if before is None:
-            rows = await self.redis.zrange(index, "+inf", "-inf", desc=True, byscore=True, withscores=True,
-                                           offset=0, num=limit + 1)
+            rows = await self.redis.zrange(
+                index, "+inf", "-inf", desc=True, byscore=True, withscores=True, offset=0, num=limit + 1
+            )
         else:
             score, member = before[0], str(before[1])
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.zrange(index, score, score, byscore=True, withscores=True)  # the tie, at most max_chats
-                pipe.zrange(index, f"({score}", "-inf", desc=True, byscore=True, withscores=True, offset=0,
-                            num=limit + 1)
+                pipe.zrange(
+                    index, f"({score}", "-inf", desc=True, byscore=True, withscores=True, offset=0, num=limit + 1
+                )
                 tie, older = await pipe.execute()
             rows = sorted(((m, s) for m, s in tie if m.encode() < member.encode()), reverse=True) + older
         page, more = rows[:limit], len(rows) > limit
@@ -105,13 +110,23 @@ class Chats:
         return chats, ((int(last_score), int(last_id)) if more else None)
 
     async def get(self, user_id: int, chat_id: int) -> dict[str, Any] | None:
+        """The chat, its messages, and its newest reply: `status` (queued, streaming, idle) and the
+        id of its last event so far (left out when it has none), so a reloaded client can resume."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hget(keys.chat(user_id, chat_id), "createdAt")
+            pipe.hmget(keys.chat(user_id, chat_id), "createdAt", "replyGen", "replyStatus", "replySeq")
             pipe.lrange(keys.messages(user_id, chat_id), -self.max_messages, -1)
-            created, raw_messages = await pipe.execute()
+            (created, gen, status, seq), raw_messages = await pipe.execute()
         if created is None:
             return None
-        return {"chatId": chat_id, "createdAt": int(created), "messages": [orjson.loads(m) for m in raw_messages]}
+        reply: dict[str, str] = {"status": ReplyStatus(status or ReplyStatus.IDLE).value}
+        if gen and seq and int(gen) > 0 and int(seq) > 0:
+            reply["lastEventId"] = f"{int(gen)}-{int(seq)}"
+        return {
+            "chatId": chat_id,
+            "createdAt": int(created),
+            "messages": [orjson.loads(m) for m in raw_messages],
+            "reply": reply,
+        }
 
     async def history(self, user_id: int, chat_id: int) -> list[dict[str, Any]]:
         """The newest `max_messages` messages of the chat, oldest first."""
@@ -125,12 +140,21 @@ class Chats:
                 return False
             outcome = await self.scripts.delete_chat(
                 keys=[
-                    keys.chat(user_id, chat_id), keys.messages(user_id, chat_id), keys.partial(user_id, chat_id),
-                    keys.reply_lease(user_id, chat_id), keys.chats(user_id), keys.reply_log(user_id, chat_id, gen),
+                    keys.chat(user_id, chat_id),
+                    keys.messages(user_id, chat_id),
+                    keys.partial(user_id, chat_id),
+                    keys.reply_lease(user_id, chat_id),
+                    keys.chats(user_id),
+                    keys.reply_log(user_id, chat_id, gen),
                 ],
-                args=[chat_id, gen, self.replies.error_data("The chat was deleted."),
-                      self.replies.channel(user_id, chat_id, gen), self.replies.publish_command,
-                      self.replies.log_ttl],
+                args=[
+                    chat_id,
+                    gen,
+                    self.replies.error_data("The chat was deleted."),
+                    self.replies.channel(user_id, chat_id, gen),
+                    self.replies.publish_command,
+                    self.replies.log_ttl,
+                ],
             )
             if outcome != DeleteChat.MOVED_ON:
                 return outcome == DeleteChat.DELETED

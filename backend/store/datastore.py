@@ -20,6 +20,7 @@ from backend.store.ratelimit import RateLimiter
 from backend.store.replies import Replies
 from backend.store.scripts import Scripts
 from backend.store.streams import OpenStreams
+from backend.store.tickets import StreamTickets
 from backend.store.users import Users
 from backend.store.wire import MultiplexedConnection, ServerAddress
 from config.settings import Settings
@@ -44,18 +45,32 @@ class Store:
         self.users = Users(self.redis, self.scripts, settings.SESSION_TTL_SECONDS, self.fast)
         self.logins = Logins(self.redis)
         self.interview = Interview(self.redis, self.scripts)
-        self.replies = Replies(self.redis, self._client(decode=False), self.scripts, db=self.address.db,
-                               sharded=self.cluster, log_ttl=settings.REPLY_LOG_TTL_SECONDS,
-                               lease_seconds=settings.JOB_LEASE_SECONDS,
-                               # Load shedding keeps waits under QUEUE_MAX_WAIT_SECONDS; a reply still
-                               # queued a lease after that has lost its job.
-                               queued_seconds=settings.QUEUE_MAX_WAIT_SECONDS + settings.JOB_LEASE_SECONDS,
-                               max_messages=settings.CHAT_HISTORY_MAX_MESSAGES, fast=self.fast)
-        self.chats = Chats(self.redis, self.scripts, self.replies, max_chats=settings.CHATS_PER_USER_MAX,
-                           max_messages=settings.CHAT_HISTORY_MAX_MESSAGES)
+        self.replies = Replies(
+            self.redis,
+            self._client(decode=False),
+            self.scripts,
+            db=self.address.db,
+            sharded=self.cluster,
+            log_ttl=settings.REPLY_LOG_TTL_SECONDS,
+            lease_seconds=settings.JOB_LEASE_SECONDS,
+            # Load shedding keeps waits under QUEUE_MAX_WAIT_SECONDS; a reply still
+            # queued a lease after that has lost its job.
+            queued_seconds=settings.QUEUE_MAX_WAIT_SECONDS + settings.JOB_LEASE_SECONDS,
+            max_messages=settings.CHAT_HISTORY_MAX_MESSAGES,
+            fast=self.fast,
+        )
+        self.chats = Chats(
+            self.redis,
+            self.scripts,
+            self.replies,
+            max_chats=settings.CHATS_PER_USER_MAX,
+            max_messages=settings.CHAT_HISTORY_MAX_MESSAGES,
+        )
         # A stream of a pod that died stops counting within JOB_LEASE_SECONDS, like its replies.
-        self.streams = OpenStreams(self.redis, self.scripts, per_user=settings.STREAMS_PER_USER_MAX,
-                                   hold_seconds=settings.JOB_LEASE_SECONDS)
+        self.streams = OpenStreams(
+            self.redis, self.scripts, per_user=settings.STREAMS_PER_USER_MAX, hold_seconds=settings.JOB_LEASE_SECONDS
+        )
+        self.tickets = StreamTickets(self.redis)
         self.limiter = RateLimiter(self.scripts)
         self.control = Control(self._client() if worker else self.redis, self.address.db)
         blocking = self._client(read_timeout=JOB_READ_BLOCK_MS / 1000 + self.timeout) if worker else None

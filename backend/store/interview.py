@@ -37,8 +37,12 @@ class Interview:
         first_id = await self.redis.incrby(keys.QUESTION_SEQ, len(questions)) - len(questions) + 1
         args: list[Any] = [interview_id, first_id]
         for q in questions:
-            public = {"content": q["content"], "choices": q["choices"], "explanation": q["explanation"],
-                      "correct": q["correct"]}
+            public = {
+                "content": q["content"],
+                "choices": q["choices"],
+                "explanation": q["explanation"],
+                "correct": q["correct"],
+            }
             args += [orjson.dumps(public), len(q["choices"]), q["correct"]]
         stored = await self.scripts.store_questions(
             keys=[keys.user(user_id), keys.questions(user_id), keys.answers(user_id)],

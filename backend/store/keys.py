@@ -89,6 +89,11 @@ def open_streams(user_id: int | str) -> str:
     return _user(user_id) + "streams"
 
 
+def stream_ticket(user_id: int | str, digest: str) -> str:
+    """A stream ticket (by the SHA-256 of the ticket): "<chat id>:<digest of the session it came from>"."""
+    return _user(user_id) + "ticket:" + digest
+
+
 def identity(provider: str, subject: str, issuer: str | None = None) -> str:
     """The user id bound to a provider identity. With an issuer (oidc), keyed by issuer and
     subject; the issuer is percent-encoded (no ':' left in it), so no issuer and subject pair

@@ -30,8 +30,9 @@ class Logins:
         return grant["v"], grant["n"]
 
     async def save_dev_code(self, code: str, username: str, challenge: str) -> None:
-        await self.redis.set(keys.dev_code(code), orjson.dumps({"u": username, "c": challenge}),
-                             ex=DEV_CODE_TTL_SECONDS)
+        await self.redis.set(
+            keys.dev_code(code), orjson.dumps({"u": username, "c": challenge}), ex=DEV_CODE_TTL_SECONDS
+        )
 
     async def take_dev_code(self, code: str) -> tuple[str, str] | None:
         """(username, PKCE challenge) of a dev-provider code, consumed; None when unknown or used."""

@@ -51,8 +51,9 @@ class Hub:
     routes them by the current topology.
     """
 
-    def __init__(self, address: ServerAddress, timeout: float, *, sharded: bool = False,
-                 on_orphans: Orphans | None = None) -> None:
+    def __init__(
+        self, address: ServerAddress, timeout: float, *, sharded: bool = False, on_orphans: Orphans | None = None
+    ) -> None:
         self.address = address
         self.timeout = timeout
         self.sharded = sharded
@@ -157,9 +158,11 @@ class Hub:
                 loop = asyncio.get_running_loop()
                 connection = await open_connection(
                     self.address,
-                    lambda: PubSubProtocol(self._on_message, self._on_subscribed, self._on_unsubscribed,
-                                           self._on_refused),
-                    self.timeout, select_db=False,
+                    lambda: PubSubProtocol(
+                        self._on_message, self._on_subscribed, self._on_unsubscribed, self._on_refused
+                    ),
+                    self.timeout,
+                    select_db=False,
                 )
                 connection.command(b"SUBSCRIBE", self._home)
                 await connection.ping(self.timeout)  # set-up and home subscription answered
@@ -170,13 +173,15 @@ class Hub:
                     if self._confirmed[channel].done():
                         self._confirmed[channel] = loop.create_future()
                 for start in range(0, len(channels), SUBSCRIBE_BATCH):
-                    self._command(b"SUBSCRIBE", *channels[start:start + SUBSCRIBE_BATCH])
+                    self._command(b"SUBSCRIBE", *channels[start : start + SUBSCRIBE_BATCH])
                 await self._watch(connection)
             except asyncio.CancelledError:
                 raise
             except (*REDIS_FAILURES, RuntimeError) as error:  # any failure means: reconnect
-                log.warning("pub/sub connection lost, reconnecting",
-                            extra={"error": repr(error), "node": f"{self.address.host}:{self.address.port}"})
+                log.warning(
+                    "pub/sub connection lost, reconnecting",
+                    extra={"error": repr(error), "node": f"{self.address.host}:{self.address.port}"},
+                )
             finally:
                 self._connection = None
                 if connection is not None:
@@ -231,8 +236,7 @@ class ClusterHub:
         name = f"{host}:{port}"
         hub = self.hubs.get(name)
         if hub is None or hub.stopped or (hub._task is not None and hub._task.done()):
-            hub = self.hubs[name] = Hub(self.address.at(host, port), self.timeout, sharded=True,
-                                        on_orphans=self._adopt)
+            hub = self.hubs[name] = Hub(self.address.at(host, port), self.timeout, sharded=True, on_orphans=self._adopt)
             hub.start()
         return hub
 

@@ -84,8 +84,10 @@ class JobQueue:
             if group is None:
                 states.append(StreamState(job_type, length, length, 0, await self._age_after(stream, "-"), []))
                 continue
-            consumers = [{"name": c["name"], "pending": int(c["pending"]), "idleMs": int(c["idle"])}
-                         for c in await self.redis.xinfo_consumers(stream, keys.JOB_GROUP)]
+            consumers = [
+                {"name": c["name"], "pending": int(c["pending"]), "idleMs": int(c["idle"])}
+                for c in await self.redis.xinfo_consumers(stream, keys.JOB_GROUP)
+            ]
             waiting = int(group.get("lag") or 0)
             age = await self._age_after(stream, "(" + group["last-delivered-id"]) if waiting else 0.0
             states.append(StreamState(job_type, length, waiting, int(group["pending"]), age, consumers))
@@ -157,8 +159,9 @@ class JobQueue:
             await self.ensure_groups()
             return []
 
-    async def _take(self, client: AnyRedis, streams: dict[str, str], count: int,
-                    block_ms: int | None = None) -> list[Job]:
+    async def _take(
+        self, client: AnyRedis, streams: dict[str, str], count: int, block_ms: int | None = None
+    ) -> list[Job]:
         reply = await client.xreadgroup(keys.JOB_GROUP, self._consumer, streams, count=count, block=block_ms)
         return [Job(entry_id, fields, stream) for stream, entries in reply or [] for entry_id, fields in entries]
 
@@ -173,8 +176,9 @@ class JobQueue:
             by_stream[job.stream].append(job.id)
         for stream, ids in by_stream.items():
             for start in range(0, len(ids), 500):
-                await self.redis.xclaim(stream, keys.JOB_GROUP, self._consumer, 0, ids[start:start + 500],
-                                        justid=True)
+                await self.redis.xclaim(
+                    stream, keys.JOB_GROUP, self._consumer, 0, ids[start : start + 500], justid=True
+                )
 
     async def reclaim(self, min_idle_ms: int, count: int) -> list[Job]:
         """Jobs of dead workers (idle past the lease), now this consumer's; chat jobs first."""
@@ -182,9 +186,14 @@ class JobQueue:
         for stream in keys.JOB_STREAMS.values():
             if len(jobs) >= count:
                 break
-            _, entries, deleted = await self.redis.xautoclaim(stream, keys.JOB_GROUP, self._consumer,
-                                                              min_idle_time=min_idle_ms, start_id="0-0",
-                                                              count=count - len(jobs))
+            _, entries, deleted = await self.redis.xautoclaim(
+                stream,
+                keys.JOB_GROUP,
+                self._consumer,
+                min_idle_time=min_idle_ms,
+                start_id="0-0",
+                count=count - len(jobs),
+            )
             if deleted:
                 await self.redis.xack(stream, keys.JOB_GROUP, *deleted)
             jobs += [Job(entry_id, fields, stream) for entry_id, fields in entries if fields is not None]
@@ -213,8 +222,9 @@ class JobQueue:
     async def hand_back(self, job: Job) -> str:
         """Put an unfinished job back for another worker, keeping its attempt count."""
         flat = [item for pair in job.fields.items() for item in pair]
-        return await self.scripts.requeue_job(keys=[job.stream, keys.JOB_ATTEMPTS],
-                                              args=[keys.JOB_GROUP, job.id, *flat])
+        return await self.scripts.requeue_job(
+            keys=[job.stream, keys.JOB_ATTEMPTS], args=[keys.JOB_GROUP, job.id, *flat]
+        )
 
     # Dead letters, for operators.
 

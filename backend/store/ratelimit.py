@@ -19,7 +19,5 @@ class RateLimiter:
         if per_minute <= 0:
             return 0
         interval_ms = 60_000 / per_minute
-        wait_ms = await self.scripts.rate_limit(
-            keys=[keys.rate_limit(name, who)], args=[interval_ms, per_minute]
-        )
+        wait_ms = await self.scripts.rate_limit(keys=[keys.rate_limit(name, who)], args=[interval_ms, per_minute])
         return math.ceil(float(wait_ms) / 1000) if float(wait_ms) > 0 else 0

@@ -48,9 +48,20 @@ class Claim(IntEnum):
 
 @translate_errors
 class Replies:
-    def __init__(self, redis: AnyRedis, log_reader: AnyRedis, scripts: Scripts, *, db: int, sharded: bool,
-                 log_ttl: int, lease_seconds: float, queued_seconds: float, max_messages: int,
-                 fast: MultiplexedConnection | None = None) -> None:
+    def __init__(
+        self,
+        redis: AnyRedis,
+        log_reader: AnyRedis,
+        scripts: Scripts,
+        *,
+        db: int,
+        sharded: bool,
+        log_ttl: int,
+        lease_seconds: float,
+        queued_seconds: float,
+        max_messages: int,
+        fast: MultiplexedConnection | None = None,
+    ) -> None:
         self.redis = redis
         self.log_reader = log_reader  # returns frames as bytes, written to clients as they are
         self.scripts = scripts
@@ -78,8 +89,7 @@ class Replies:
 
     async def read_log(self, user_id: int, chat_id: int, gen: int, after: int, count: int = LOG_PAGE) -> list[bytes]:
         """Frames of the reply's log after seq `after`, at most `count` of them."""
-        entries = await self.log_reader.xrange(keys.reply_log(user_id, chat_id, gen), min=f"0-{after + 1}",
-                                               count=count)
+        entries = await self.log_reader.xrange(keys.reply_log(user_id, chat_id, gen), min=f"0-{after + 1}", count=count)
         return [fields[b"f"] for _, fields in entries]
 
     async def ended(self, replies: list[tuple[int, int, int]]) -> list[bool]:
@@ -112,9 +122,14 @@ class Replies:
         return gen is not None and bool(await self.finish(user_id, chat_id, gen, "reap"))
 
     async def claim(self, user_id: int, chat_id: int, gen: int, token: str) -> Claim:
-        return Claim(int(await self.scripts.claim_reply(
-            keys=[keys.chat(user_id, chat_id), keys.reply_lease(user_id, chat_id)], args=[gen, token, self.lease_ms]
-        )))
+        return Claim(
+            int(
+                await self.scripts.claim_reply(
+                    keys=[keys.chat(user_id, chat_id), keys.reply_lease(user_id, chat_id)],
+                    args=[gen, token, self.lease_ms],
+                )
+            )
+        )
 
     async def renew_many(self, leases: list[tuple[int, int, int, str]]) -> None:
         """Renew the writer leases of many replies (user, chat, generation, token) at once."""
@@ -124,16 +139,34 @@ class Replies:
             return
         for start in range(0, len(calls), 500):
             async with self.redis.pipeline(transaction=False) as pipe:
-                for call_keys, call_args in calls[start:start + 500]:
+                for call_keys, call_args in calls[start : start + 500]:
                     await self.scripts.renew_reply(keys=call_keys, args=call_args, client=pipe)
                 await pipe.execute()
 
-    def writer(self, user_id: int, chat_id: int, gen: int, token: str, *, retry_seconds: float = 0.0,
-               on_batch: Callable[[list[float]], None] | None = None) -> ReplyWriter:
+    def writer(
+        self,
+        user_id: int,
+        chat_id: int,
+        gen: int,
+        token: str,
+        *,
+        retry_seconds: float = 0.0,
+        on_batch: Callable[[list[float]], None] | None = None,
+    ) -> ReplyWriter:
         return ReplyWriter(self, user_id, chat_id, gen, token, retry_seconds=retry_seconds, on_batch=on_batch)
 
-    async def finish(self, user_id: int, chat_id: int, gen: int, mode: FinishMode, *, token: str = "",
-                     message: str = "", finish_reason: str = "stop", usage: dict[str, int] | None = None) -> int:
+    async def finish(
+        self,
+        user_id: int,
+        chat_id: int,
+        gen: int,
+        mode: FinishMode,
+        *,
+        token: str = "",
+        message: str = "",
+        finish_reason: str = "stop",
+        usage: dict[str, int] | None = None,
+    ) -> int:
         """End the reply; 0 when it was already ended (or the fence did not allow it). A done
         event says why the reply ended (`finishReason`) and, when known, what it cost (`usage`)."""
         if mode in ("error", "fail", "reap"):
@@ -145,12 +178,31 @@ class Replies:
             if usage is not None:
                 done["usage"] = usage
             data = orjson.dumps(done)
-        return int(await self.scripts.finish_reply(
-            keys=[keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id),
-                  keys.reply_lease(user_id, chat_id), keys.messages(user_id, chat_id), keys.chats(user_id)],
-            args=[gen, token, mode, data, now_ms(), self.log_ttl, self.channel(user_id, chat_id, gen),
-                  self.publish_command, chat_id, self.queued_ms, self.max_messages],
-        ))
+        return int(
+            await self.scripts.finish_reply(
+                keys=[
+                    keys.chat(user_id, chat_id),
+                    keys.reply_log(user_id, chat_id, gen),
+                    keys.partial(user_id, chat_id),
+                    keys.reply_lease(user_id, chat_id),
+                    keys.messages(user_id, chat_id),
+                    keys.chats(user_id),
+                ],
+                args=[
+                    gen,
+                    token,
+                    mode,
+                    data,
+                    now_ms(),
+                    self.log_ttl,
+                    self.channel(user_id, chat_id, gen),
+                    self.publish_command,
+                    chat_id,
+                    self.queued_ms,
+                    self.max_messages,
+                ],
+            )
+        )
 
 
 MAX_BATCH = 256  # chunks per append call: bounds one script's time
@@ -169,17 +221,39 @@ class ReplyWriter:
     first seq, so it is appended once; readers see a pause, not a broken reply.
     """
 
-    __slots__ = ("error", "fenced", "fixed", "keys", "on_batch", "pending", "prefix", "pushed_at", "replies",
-                 "retry_seconds", "sending", "seq")
+    __slots__ = (
+        "error",
+        "fenced",
+        "fixed",
+        "keys",
+        "on_batch",
+        "pending",
+        "prefix",
+        "pushed_at",
+        "replies",
+        "retry_seconds",
+        "sending",
+        "seq",
+    )
 
-    def __init__(self, replies: Replies, user_id: int, chat_id: int, gen: int, token: str, *,
-                 retry_seconds: float = 0.0, on_batch: Callable[[list[float]], None] | None = None) -> None:
+    def __init__(
+        self,
+        replies: Replies,
+        user_id: int,
+        chat_id: int,
+        gen: int,
+        token: str,
+        *,
+        retry_seconds: float = 0.0,
+        on_batch: Callable[[list[float]], None] | None = None,
+    ) -> None:
         self.replies = replies
         self.keys = [keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id)]
         # lua/append_chunk.lua's ARGV up to the chunks, in its order; then the first seq and the chunks.
         self.fixed = [gen, token, replies.log_ttl, replies.channel(user_id, chat_id, gen), replies.publish_command]
-        self.prefix = CommandPrefix("EVALSHA", replies.scripts.sha("append_chunk"), len(self.keys), *self.keys,
-                                    *self.fixed)
+        self.prefix = CommandPrefix(
+            "EVALSHA", replies.scripts.sha("append_chunk"), len(self.keys), *self.keys, *self.fixed
+        )
         self.retry_seconds = retry_seconds
         self.on_batch = on_batch  # gets, per confirmed call, each chunk's wait from push() to Redis: metrics
         self.pushed_at: collections.deque[float] = collections.deque()
@@ -222,7 +296,7 @@ class ReplyWriter:
 
     async def _send(self) -> None:
         while self.pending and not self.fenced:
-            batch, self.pending = self.pending[:2 * MAX_BATCH], self.pending[2 * MAX_BATCH:]
+            batch, self.pending = self.pending[: 2 * MAX_BATCH], self.pending[2 * MAX_BATCH :]
             try:
                 last = await self._call(self.seq + 1, batch)
             except StoreUnavailable as error:

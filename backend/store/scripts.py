@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,10 @@ from redis.commands.core import AsyncScript
 
 from backend.store.clients import AnyRedis
 
-LUA_DIR = Path(__file__).resolve().parent.parent.parent / "lua"
+# An installed wheel ships lua/ inside this package (pyproject.toml's package-dir); a source
+# checkout (and an editable install) has it at the top of the repository.
+_PACKAGED = Path(str(resources.files(__package__) / "lua"))
+LUA_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent.parent / "lua"
 
 
 class Scripts:

@@ -18,15 +18,15 @@ def now_ms() -> int:
 
 @translate_errors
 class Users:
-    def __init__(self, redis: AnyRedis, scripts: Scripts, session_ttl: int,
-                 fast: MultiplexedConnection | None = None) -> None:
+    def __init__(
+        self, redis: AnyRedis, scripts: Scripts, session_ttl: int, fast: MultiplexedConnection | None = None
+    ) -> None:
         self.redis = redis
         self.scripts = scripts
         self.session_ttl = session_ttl
         self.fast = fast  # one round trip with little Python around it, on a single Redis
 
-    async def login(self, provider: str, subject: str, username: str,
-                    issuer: str | None = None) -> tuple[int, str]:
+    async def login(self, provider: str, subject: str, username: str, issuer: str | None = None) -> tuple[int, str]:
         """Find or create the user of a provider identity and open a session: (user id, token).
 
         Racing first logins of one identity each draw an id, but claim_identity binds only the

@@ -108,8 +108,13 @@ class CommandPrefix:
 
     def with_args(self, *parts: bytes) -> bytes:
         """The whole command: the prefix, then `parts` (already bytes)."""
-        return b"".join([b"*%d\r\n" % (self.count + len(parts)), self.packed,
-                         *[b"$%d\r\n%b\r\n" % (len(part), part) for part in parts]])
+        return b"".join(
+            [
+                b"*%d\r\n" % (self.count + len(parts)),
+                self.packed,
+                *[b"$%d\r\n%b\r\n" % (len(part), part) for part in parts],
+            ]
+        )
 
 
 def reply_error(reply: hiredis.ReplyError) -> RedisError:
@@ -204,8 +209,9 @@ class RespProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-async def open_connection(address: ServerAddress, protocol_factory: Callable[[], RespProtocol],
-                          within: float, *, select_db: bool = True) -> RespProtocol:
+async def open_connection(
+    address: ServerAddress, protocol_factory: Callable[[], RespProtocol], within: float, *, select_db: bool = True
+) -> RespProtocol:
     """A connected protocol, after TLS, AUTH and SELECT succeeded; closed again when any fails."""
     loop = asyncio.get_running_loop()
     protocol: RespProtocol | None = None
@@ -215,7 +221,10 @@ async def open_connection(address: ServerAddress, protocol_factory: Callable[[],
                 _, protocol = await loop.create_unix_connection(protocol_factory, address.path)
             else:
                 _, protocol = await loop.create_connection(
-                    protocol_factory, address.host, address.port, ssl=address.tls,
+                    protocol_factory,
+                    address.host,
+                    address.port,
+                    ssl=address.tls,
                     server_hostname=address.server_hostname if address.tls else None,
                 )
             setup = []
@@ -336,8 +345,13 @@ class PubSubProtocol(RespProtocol):
     """A subscribed connection: messages and (un)subscribe notices go to callbacks as parsed;
     other replies (set-up, PING, refused subscriptions) answer waiting futures in order."""
 
-    def __init__(self, on_message: Callable[[bytes, bytes], None], on_subscribed: Callable[[bytes], None],
-                 on_unsubscribed: Callable[[bytes], None], on_refused: Callable[[RedisError], None]) -> None:
+    def __init__(
+        self,
+        on_message: Callable[[bytes, bytes], None],
+        on_subscribed: Callable[[bytes], None],
+        on_unsubscribed: Callable[[bytes], None],
+        on_refused: Callable[[RedisError], None],
+    ) -> None:
         super().__init__()
         self.on_message = on_message
         self.on_subscribed = on_subscribed

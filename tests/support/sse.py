@@ -23,6 +23,7 @@ class Event:
 class Stream:
     events: list[Event] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
+    retry: int | None = None  # the last `retry:` hint (EventSource's reconnection delay, ms)
     raw: str = ""
 
     @property
@@ -64,4 +65,6 @@ async def read(response: httpx.Response, *, max_events: int | None = None) -> St
                     current.event = value
                 elif name == "data":
                     current.data = json.loads(value)
+                elif name == "retry" and value.isascii() and value.isdigit():
+                    stream.retry = int(value)  # as EventSource: it sets the delay and is no event
     return stream

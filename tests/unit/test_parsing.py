@@ -16,20 +16,51 @@ def test_a_new_token_parses_to_its_user() -> None:
     assert parsed is not None and parsed[0] == 42 and parsed[1].startswith("ai:{u:42}:session:")
 
 
-@pytest.mark.parametrize("token", [
-    "", "42", f"42{SECRET}", f"42.{SECRET[:-1]}", f"42.{SECRET}A", f"042.{SECRET}", f"0.{SECRET}",
-    f"²2.{SECRET}", f"4\u0662.{SECRET}", f"-1.{SECRET}", f"{'9' * 19}.{SECRET}", f"{'9' * 5000}.{SECRET}",
-    f"42.{SECRET[:-1]}é", f"42.{SECRET[:-1]}=", f" 42.{SECRET}",
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "42",
+        f"42{SECRET}",
+        f"42.{SECRET[:-1]}",
+        f"42.{SECRET}A",
+        f"042.{SECRET}",
+        f"0.{SECRET}",
+        f"²2.{SECRET}",
+        f"4\u0662.{SECRET}",
+        f"-1.{SECRET}",
+        f"{'9' * 19}.{SECRET}",
+        f"{'9' * 5000}.{SECRET}",
+        f"42.{SECRET[:-1]}é",
+        f"42.{SECRET[:-1]}=",
+        f" 42.{SECRET}",
+    ],
+)
 def test_malformed_tokens_are_refused_before_any_lookup(token: str) -> None:
     assert parse_token(token) is None
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("3-17", (3, 17)), (" 3-17 ", (3, 17)), ("1-0", (1, 0)), (f"{'9' * 18}-1", (int("9" * 18), 1)),
-    ("3", None), ("3-", None), ("-17", None), ("03-17", None), ("3-017", None), ("²-1", None), ("3-\u0661", None),
-    ("3-17-1", None), ("3 -17", None), (f"{'9' * 4400}-1", None), ("", None), ("0-1", None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("3-17", (3, 17)),
+        (" 3-17 ", (3, 17)),
+        ("1-0", (1, 0)),
+        (f"{'9' * 18}-1", (int("9" * 18), 1)),
+        ("3", None),
+        ("3-", None),
+        ("-17", None),
+        ("03-17", None),
+        ("3-017", None),
+        ("²-1", None),
+        ("3-\u0661", None),
+        ("3-17-1", None),
+        ("3 -17", None),
+        (f"{'9' * 4400}-1", None),
+        ("", None),
+        ("0-1", None),
+    ],
+)
 def test_event_ids(value: str, expected: tuple[int, int] | None) -> None:
     assert parse_event_id(value) == expected
 
@@ -41,8 +72,11 @@ def test_frames_carry_their_seq_and_whether_they_end_the_reply() -> None:
 
 
 def test_a_message_with_several_frames() -> None:
-    frames = [b'id: 4-12\ndata: {"content":"a"}\n\n', b'id: 4-13\ndata: {"content":"b\\n\\nc"}\n\n',
-              b'id: 4-14\ndata: {"content":"d"}\n\n']
+    frames = [
+        b'id: 4-12\ndata: {"content":"a"}\n\n',
+        b'id: 4-13\ndata: {"content":"b\\n\\nc"}\n\n',
+        b'id: 4-14\ndata: {"content":"d"}\n\n',
+    ]
     message = b"".join(frames)
     assert message_span(message) == (12, 14, False)
     assert message_span(frames[0]) == (12, 12, False)

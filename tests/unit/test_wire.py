@@ -51,12 +51,15 @@ def test_address_means_what_redis_py_reads(url: str) -> None:
     assert (address.tls is not None) == url.startswith("rediss://")
 
 
-@pytest.mark.parametrize(("query", "verify", "check_hostname"), [
-    ("", ssl.CERT_REQUIRED, True),
-    ("?ssl_cert_reqs=none&ssl_check_hostname=false", ssl.CERT_NONE, False),
-    ("?ssl_cert_reqs=optional&ssl_check_hostname=false", ssl.CERT_OPTIONAL, False),
-    ("?ssl_check_hostname=false", ssl.CERT_REQUIRED, False),
-])
+@pytest.mark.parametrize(
+    ("query", "verify", "check_hostname"),
+    [
+        ("", ssl.CERT_REQUIRED, True),
+        ("?ssl_cert_reqs=none&ssl_check_hostname=false", ssl.CERT_NONE, False),
+        ("?ssl_cert_reqs=optional&ssl_check_hostname=false", ssl.CERT_OPTIONAL, False),
+        ("?ssl_check_hostname=false", ssl.CERT_REQUIRED, False),
+    ],
+)
 def test_tls_options_build_redis_pys_own_context(query: str, verify: ssl.VerifyMode, check_hostname: bool) -> None:
     address = ServerAddress.from_url("rediss://redis.internal:6380/0" + query)
     assert address.tls is not None
@@ -72,14 +75,17 @@ def test_a_cluster_node_keeps_credentials_and_tls_but_not_the_database() -> None
     assert node.tls is seed.tls and node.server_hostname == "10.0.0.9"
 
 
-@pytest.mark.parametrize("parts", [
-    ("PING",),
-    ("EVALSHA", "a" * 40, 2, "ai:{u:1}:session:ff", "ai:{u:1}:user"),
-    ("SET", "k", "välue ✓", "EX", 60),
-    ("PUBLISH", b"chan", b"\x00\xff binary\r\n"),
-    ("HINCRBY", "h", "f", -3),
-    ("ZADD", "z", 1.5, "m"),
-])
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("PING",),
+        ("EVALSHA", "a" * 40, 2, "ai:{u:1}:session:ff", "ai:{u:1}:user"),
+        ("SET", "k", "välue ✓", "EX", 60),
+        ("PUBLISH", b"chan", b"\x00\xff binary\r\n"),
+        ("HINCRBY", "h", "f", -3),
+        ("ZADD", "z", 1.5, "m"),
+    ],
+)
 def test_packed_commands_are_byte_equal_to_redis_py(parts: tuple) -> None:
     assert pack_command(*parts) == b"".join(Connection().pack_command(*parts))
 
@@ -95,16 +101,19 @@ def test_a_prefixed_command_equals_the_whole_command_packed(chunks: int) -> None
     assert reader.gets()[11:] == rest  # well-formed: a RESP parser reads it back whole
 
 
-@pytest.mark.parametrize(("reply", "kind"), [
-    ("LOADING Redis is loading the dataset in memory", BusyLoadingError),
-    ("READONLY You can't write against a read only replica.", ReadOnlyError),
-    ("NOAUTH Authentication required.", AuthenticationError),
-    ("WRONGPASS invalid username-password pair or user is disabled.", AuthenticationError),
-    ("OOM command not allowed when used memory > 'maxmemory'.", OutOfMemoryError),
-    ("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", MasterDownError),
-    ("CLUSTERDOWN The cluster is down", ClusterDownError),
-    ("TRYAGAIN Multiple keys request during rehashing of slot", TryAgainError),
-    ("WRONGTYPE Operation against a key holding the wrong kind of value", ResponseError),
-])
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        ("LOADING Redis is loading the dataset in memory", BusyLoadingError),
+        ("READONLY You can't write against a read only replica.", ReadOnlyError),
+        ("NOAUTH Authentication required.", AuthenticationError),
+        ("WRONGPASS invalid username-password pair or user is disabled.", AuthenticationError),
+        ("OOM command not allowed when used memory > 'maxmemory'.", OutOfMemoryError),
+        ("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", MasterDownError),
+        ("CLUSTERDOWN The cluster is down", ClusterDownError),
+        ("TRYAGAIN Multiple keys request during rehashing of slot", TryAgainError),
+        ("WRONGTYPE Operation against a key holding the wrong kind of value", ResponseError),
+    ],
+)
 def test_error_replies_become_redis_py_exceptions(reply: str, kind: type) -> None:
     assert type(reply_error(hiredis.ReplyError(reply))) is kind

@@ -119,14 +119,19 @@ class ChatJob:
         with contextlib.suppress(BaseException):
             await writer
         with contextlib.suppress(StoreUnavailable):
-            await self.replies.finish(user_id, chat_id, gen, "error", token=token,
-                                      message="The assistant was restarted. Please send your message again.")
+            await self.replies.finish(
+                user_id,
+                chat_id,
+                gen,
+                "error",
+                token=token,
+                message="The assistant was restarted. Please send your message again.",
+            )
 
     async def _write(self, job: Job, user_id: int, chat_id: int, gen: int, token: str) -> None:
         messages = await self._context(user_id, chat_id)
         # Chunks go out as they come; a Redis outage within the lease is a pause, not a failure.
-        chunks = self.replies.writer(user_id, chat_id, gen, token, retry_seconds=self.lease_seconds,
-                                     on_batch=published)
+        chunks = self.replies.writer(user_id, chat_id, gen, token, retry_seconds=self.lease_seconds, on_batch=published)
         started = time.perf_counter()
         sent = 0
         end = ReplyEnd()
@@ -150,8 +155,7 @@ class ChatJob:
                 raise  # nothing out yet: the runner retries with backoff (or gives up)
             log.warning("LLM failed mid-reply", extra={"job": job.id, "error": str(error)})
             if await chunks.drain():
-                await self.replies.finish(user_id, chat_id, gen, "error", token=token,
-                                          message=failure_message(error))
+                await self.replies.finish(user_id, chat_id, gen, "error", token=token, message=failure_message(error))
             return
         finally:
             chunks.close()
@@ -161,8 +165,11 @@ class ChatJob:
             metrics.LLM_TOKENS.labels("prompt").inc(end.prompt_tokens)
             metrics.LLM_TOKENS.labels("completion").inc(end.completion_tokens)
             usage = {"promptTokens": end.prompt_tokens, "completionTokens": end.completion_tokens}
-        await self._through_outage(lambda: self.replies.finish(
-            user_id, chat_id, gen, "done", token=token, finish_reason=end.finish_reason, usage=usage))
+        await self._through_outage(
+            lambda: self.replies.finish(
+                user_id, chat_id, gen, "done", token=token, finish_reason=end.finish_reason, usage=usage
+            )
+        )
 
     async def _through_outage(self, call: Callable[[], Awaitable[int]]) -> int:
         """The reply's final write, retried while Redis is unavailable (a stall, a failover) for

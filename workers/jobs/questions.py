@@ -29,10 +29,14 @@ class QuestionsJob:
         started = time.perf_counter()
         questions = check_questions(await self.llm.generate_questions(description, self.count), self.count)
         metrics.LLM_CALL.labels("questions").observe(time.perf_counter() - started)
-        stored = await self.store.interview.store_questions(user_id, interview_id, [
-            {"content": q.content, "choices": q.choices, "correct": q.correct_index, "explanation": q.explanation}
-            for q in questions
-        ])
+        stored = await self.store.interview.store_questions(
+            user_id,
+            interview_id,
+            [
+                {"content": q.content, "choices": q.choices, "correct": q.correct_index, "explanation": q.explanation}
+                for q in questions
+            ],
+        )
         log.info("questions generated", extra={"job": job.id, "stored": stored, "request_id": job.request_id})
 
     async def give_up(self, job: Job, error: BaseException | None) -> None:

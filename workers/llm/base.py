@@ -32,8 +32,9 @@ class LLMError(Exception):
     reads both.
     """
 
-    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None,
-                 user_message: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after: float | None = None, user_message: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after

@@ -14,22 +14,58 @@ from config.settings import Settings
 from workers.llm.base import GeneratedQuestion, ReplyEnd
 
 ANGLES = [
-    ("What is the main benefit of {t}?", "It solves a concrete problem well when used as intended",
-     ["It removes the need for testing", "It makes every program faster automatically",
-      "It is required by every modern operating system"]),
-    ("When would you avoid {t}?", "When its costs outweigh what the problem needs",
-     ["Never: it is always the right choice", "Only on Tuesdays", "Whenever code is version controlled"]),
-    ("How would you verify that {t} works correctly in production?",
-     "With tests, metrics and logs that check its real behaviour",
-     ["By reading the documentation once", "By assuming it works because it compiled",
-      "By disabling error reporting"]),
-    ("Which practice helps most when learning {t} in depth?",
-     "Building something real with it and studying how it fails",
-     ["Memorising its version history", "Avoiding its error messages", "Only watching others use it"]),
+    (
+        "What is the main benefit of {t}?",
+        "It solves a concrete problem well when used as intended",
+        [
+            "It removes the need for testing",
+            "It makes every program faster automatically",
+            "It is required by every modern operating system",
+        ],
+    ),
+    (
+        "When would you avoid {t}?",
+        "When its costs outweigh what the problem needs",
+        ["Never: it is always the right choice", "Only on Tuesdays", "Whenever code is version controlled"],
+    ),
+    (
+        "How would you verify that {t} works correctly in production?",
+        "With tests, metrics and logs that check its real behaviour",
+        [
+            "By reading the documentation once",
+            "By assuming it works because it compiled",
+            "By disabling error reporting",
+        ],
+    ),
+    (
+        "Which practice helps most when learning {t} in depth?",
+        "Building something real with it and studying how it fails",
+        ["Memorising its version history", "Avoiding its error messages", "Only watching others use it"],
+    ),
 ]
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#.\-]{2,}")
-STOPWORDS = {"and", "the", "with", "for", "have", "years", "year", "experience", "know", "using", "work",
-             "worked", "some", "also", "from", "that", "this", "like", "good", "very"}
+STOPWORDS = {
+    "and",
+    "the",
+    "with",
+    "for",
+    "have",
+    "years",
+    "year",
+    "experience",
+    "know",
+    "using",
+    "work",
+    "worked",
+    "some",
+    "also",
+    "from",
+    "that",
+    "this",
+    "like",
+    "good",
+    "very",
+}
 
 
 def topics(description: str) -> list[str]:
@@ -57,10 +93,14 @@ class FakeLLM:
             correct = seed % (len(wrong) + 1)
             choices = list(wrong)
             choices.insert(correct, right)
-            questions.append(GeneratedQuestion(
-                content=template.format(t=topic), choices=choices, correct_index=correct,
-                explanation=f"{right} - that is what matters for {topic} in practice.",
-            ))
+            questions.append(
+                GeneratedQuestion(
+                    content=template.format(t=topic),
+                    choices=choices,
+                    correct_index=correct,
+                    explanation=f"{right} - that is what matters for {topic} in practice.",
+                )
+            )
         return questions
 
     async def stream_reply(self, messages: list[dict[str, str]]) -> AsyncIterator[str | ReplyEnd]:
@@ -69,7 +109,7 @@ class FakeLLM:
         intro = f'(turn {turn}) You asked: "{" ".join(prompt.split()[:12])}". '
         filler = "Here is a considered answer that walks through the idea step by step".split()
         whole = intro.split() + [filler[i % len(filler)] for i in range(self.reply_words)]
-        words = whole[:self.max_tokens]
+        words = whole[: self.max_tokens]
         # Replies started together do not tick together: a real model's first token takes its time.
         next_at = time.monotonic() + random.uniform(0, self.delay)
         for index, word in enumerate(words):

@@ -46,8 +46,12 @@ def classified(error: openai.OpenAIError, what: str) -> LLMError:
     message = f"{what} failed: {type(error).__name__}: {error}"
     if isinstance(error, openai.APIStatusError):
         status = error.status_code
-        return LLMError(message, retryable=status not in FINAL_STATUSES, retry_after=retry_after(error.response),
-                        user_message=USER_MESSAGES.get(status))
+        return LLMError(
+            message,
+            retryable=status not in FINAL_STATUSES,
+            retry_after=retry_after(error.response),
+            user_message=USER_MESSAGES.get(status),
+        )
     # Timeouts and connection errors (APITimeoutError, APIConnectionError) are worth another try.
     return LLMError(message, retryable=isinstance(error, openai.APIConnectionError))
 
@@ -57,8 +61,12 @@ class OpenAILLM:
         self.model = settings.LLM_MODEL
         self.max_tokens = settings.LLM_MAX_TOKENS
         # Retries belong to the job runner (backoff, attempts counted in Redis), not the client.
-        self.client = AsyncOpenAI(api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL or None,
-                                  timeout=settings.LLM_TIMEOUT_SECONDS, max_retries=0)
+        self.client = AsyncOpenAI(
+            api_key=settings.OPENAI_API_KEY,
+            base_url=settings.OPENAI_BASE_URL or None,
+            timeout=settings.LLM_TIMEOUT_SECONDS,
+            max_retries=0,
+        )
         self.system = load_prompt("questions_system.txt")
         self.user = load_prompt("questions_user.txt")
 
@@ -69,7 +77,9 @@ class OpenAILLM:
         ]
         try:
             completion = await self.client.chat.completions.parse(
-                model=self.model, messages=messages, response_format=QuestionSet  # type: ignore[arg-type]
+                model=self.model,
+                messages=messages,
+                response_format=QuestionSet,  # type: ignore[arg-type]
             )
         except openai.OpenAIError as error:
             raise classified(error, "question generation") from error
@@ -84,8 +94,11 @@ class OpenAILLM:
             # `max_tokens`, not `max_completion_tokens`: the one every OpenAI-compatible server
             # (vLLM, Ollama, llama.cpp) honours; OpenAI still takes it for its chat models.
             stream = await self.client.chat.completions.create(
-                model=self.model, messages=messages, stream=True,  # type: ignore[arg-type]
-                max_tokens=self.max_tokens, stream_options={"include_usage": True},
+                model=self.model,
+                messages=messages,
+                stream=True,  # type: ignore[arg-type]
+                max_tokens=self.max_tokens,
+                stream_options={"include_usage": True},
             )
         except openai.OpenAIError as error:
             raise classified(error, "chat completion") from error
@@ -105,8 +118,9 @@ class OpenAILLM:
             raise LLMError(f"chat stream failed: {type(error).__name__}: {error}") from error
         finally:
             await stream.close()
-        yield ReplyEnd(finish_reason, usage.prompt_tokens if usage else None,
-                       usage.completion_tokens if usage else None)
+        yield ReplyEnd(
+            finish_reason, usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None
+        )
 
     async def aclose(self) -> None:
         await self.client.close()

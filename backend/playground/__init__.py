@@ -1,0 +1,1 @@
+"""The web playground: a small client of the public API served at / (PLAYGROUND)."""
