@@ -151,7 +151,7 @@ class Hub:
             self.on_orphans(orphans)
 
     async def _run(self) -> None:
-        reconnect = Reconnector(cap=2.0)
+        reconnect = Reconnector(cap=1.0)
         while True:
             connection = None
             try:

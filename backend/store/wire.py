@@ -280,7 +280,7 @@ class MultiplexedConnection:
         self.timeout = timeout
         self._protocol: RespProtocol | None = None
         self._connecting: asyncio.Lock | None = None
-        self._reconnect = Reconnector()
+        self._reconnect = Reconnector(cap=0.5)  # a Redis that is back is used again within half a second
         self._watchdog: asyncio.Task[None] | None = None
 
     async def _connect(self) -> RespProtocol:
