@@ -20,7 +20,12 @@ async def write_reply(store: Store, reply: dict, chunks: int, rate: float, laten
     next_at = start_at
     # Like a worker: chunks are pushed as they come; the ones that pile up behind a call go together.
     chunks_of_reply = store.replies.writer(
-        reply["user"], reply["chat"], reply["gen"], reply["token"], on_batch=latencies.extend
+        reply["user"],
+        reply["chat"],
+        reply["gen"],
+        reply["token"],
+        on_batch=latencies.extend,
+        retry_seconds=store.settings.JOB_LEASE_SECONDS,
     )
     for _ in range(chunks):
         delay = next_at - time.monotonic()
@@ -40,7 +45,8 @@ async def renew_leases(store: Store, replies: list[dict]) -> None:
 
 
 async def run(spec: dict) -> dict:
-    store = Store(Settings(REDIS_URL=spec["redis_url"]))
+    # A load generator that saturates Redis on purpose: calls may wait longer than a service allows.
+    store = Store(Settings(REDIS_URL=spec["redis_url"], REDIS_TIMEOUT_SECONDS=30))
     latencies: array = array("d")
     replies = spec["replies"]
     start = time.monotonic() + 0.2
