@@ -7,6 +7,7 @@ python -m bench.publisher SPEC.json RESULT.json. Each chunk carries its publish 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from array import array
 
@@ -61,6 +62,8 @@ async def run(spec: dict) -> dict:
     )
     wall = time.time() - started
     heartbeat.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await heartbeat
     await store.close()
     return {
         "chunks": len(latencies),

@@ -7,6 +7,7 @@ the attributes of `Store`, whose names come from the domain.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from backend.store.chats import Chats
 from backend.store.clients import AnyRedis, connect
@@ -96,7 +97,10 @@ class Store:
             return False
 
     async def close(self) -> None:
+        """Close every connection; bounded, so a shutdown never hangs on a pool."""
         if self.fast is not None:
             await self.fast.close()
         for client in self._clients:
-            await client.aclose()
+            with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
+                async with asyncio.timeout(1.0):  # redis-py's pool can wait on a connection a cancelled task held
+                    await client.aclose()

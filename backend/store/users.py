@@ -9,7 +9,7 @@ from backend.store.clients import AnyRedis
 from backend.store.errors import translate_errors
 from backend.store.scripts import Scripts
 from backend.store.sessions import new_token, parse_token
-from backend.store.wire import MultiplexedConnection, pack_command
+from backend.store.wire import CommandPrefix, MultiplexedConnection
 
 
 def now_ms() -> int:
@@ -25,6 +25,7 @@ class Users:
         self.scripts = scripts
         self.session_ttl = session_ttl
         self.fast = fast  # one round trip with little Python around it, on a single Redis
+        self._authenticate_call = CommandPrefix("EVALSHA", scripts.sha("authenticate"), 2)
 
     async def login(self, provider: str, subject: str, username: str, issuer: str | None = None) -> tuple[int, str]:
         """Find or create the user of a provider identity and open a session: (user id, token).
@@ -73,7 +74,7 @@ class Users:
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def _authenticate_fast(self, session_key: str, user_key: str) -> list[str] | None:
-        command = pack_command("EVALSHA", self.scripts.sha("authenticate"), 2, session_key, user_key)
+        command = self._authenticate_call.with_args(session_key.encode(), user_key.encode())
         flat = await self.fast.evalsha(self.scripts.source("authenticate"), command)  # type: ignore[union-attr]
         return [item.decode() for item in flat] if flat else None
 
