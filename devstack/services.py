@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,6 +54,7 @@ class Service:
             env=_env(self.redis_url, self.overrides),
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() reaches Sanic's worker processes too
         )
         return self
 
@@ -61,6 +63,7 @@ class Service:
             self.process.send_signal(sig)
 
     def kill(self) -> None:
+        """SIGKILL the process alone (a crash); what it leaves behind is reaped by stop()."""
         self.signal(signal.SIGKILL)
         if self.process:
             self.process.wait(10)
@@ -70,10 +73,14 @@ class Service:
             return None
         self.signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout)
+            code: int | None = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
-            return None
+            self.signal(signal.SIGKILL)
+            self.process.wait(10)
+            code = None
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # children a killed parent left behind
+            os.killpg(self.process.pid, signal.SIGKILL)
+        return code
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")

@@ -28,6 +28,7 @@ from backend.errors import ApiError, BadRequest, Conflict, NotFound, TooManyRequ
 from backend.parsing import parse_body
 from backend.store.chats import ReplyInFlight, TooManyChats
 from backend.store.errors import StoreUnavailable
+from backend.store.replies import ReplyStatus
 
 bp = Blueprint("assistant", url_prefix="/assistant")
 
@@ -334,7 +335,7 @@ async def stop(request: Request, chat_id: int) -> HTTPResponse:
     gen, status, _ = await ctx.store.replies.state(user_id, chat_id)
     if gen is None:
         raise NotFound(NO_CHAT)
-    if status == "idle" or not await ctx.store.replies.finish(user_id, chat_id, gen, "stopped"):
+    if status == ReplyStatus.IDLE or not await ctx.store.replies.finish(user_id, chat_id, gen, "stopped"):
         raise Conflict("No reply is being written in this chat.")
     await ctx.store.control.stop_reply(user_id, chat_id, gen)
     return json({"message": "Reply stopped."})

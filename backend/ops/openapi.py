@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import mimetypes
 import re
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from backend.apidoc import (
     documentation,
     hidden,
 )
-from backend.errors import NotFound
+from backend.static import StaticFiles
 
 log = logging.getLogger("backend.ops.openapi")
 
@@ -442,15 +441,10 @@ PAGE_POLICY = (
 PAGE_HEADERS = {"Content-Security-Policy": PAGE_POLICY, "X-Frame-Options": "DENY", "Cache-Control": "no-cache"}
 
 
-def _asset_type(name: str) -> str:
-    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return f"{kind}; charset=utf-8" if kind.startswith("text/") or kind.endswith("javascript") else kind
-
-
-def load_assets() -> dict[str, tuple[bytes, str]]:
-    """name -> (bytes, content type) of what the page loads, read once."""
-    assets = {name: ((SWAGGER_UI / name).read_bytes(), _asset_type(name)) for name in ASSET_FILES}
-    assets["docs.js"] = (INIT_SCRIPT.encode(), "text/javascript; charset=utf-8")
+def load_assets() -> StaticFiles:
+    """What the page loads, read once; versioned paths, so cached for good."""
+    assets = StaticFiles(SWAGGER_UI, list(ASSET_FILES), "public, max-age=31536000, immutable")
+    assets.add("docs.js", INIT_SCRIPT.encode())
     return assets
 
 
@@ -482,11 +476,7 @@ def blueprint() -> Blueprint:
     @bp.get(f"/assets/{SWAGGER_UI_VERSION}/<name:str>")
     @hidden
     async def asset(request: Request, name: str) -> HTTPResponse:
-        found = assets.get(name)
-        if found is None:
-            raise NotFound("Not found.")
-        body, content_type = found
-        return raw(body, content_type=content_type, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+        return assets.response(name)
 
     return bp
 

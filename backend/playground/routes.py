@@ -10,15 +10,10 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, raw
 
 from backend.apidoc import hidden
-from backend.errors import NotFound
+from backend.static import StaticFiles
 
 STATIC = Path(__file__).parent / "static"
-# The files, read once; the set is fixed, so a path parameter can name nothing else.
-ASSETS = {
-    "app.js": ("text/javascript; charset=utf-8", (STATIC / "app.js").read_bytes()),
-    "style.css": ("text/css; charset=utf-8", (STATIC / "style.css").read_bytes()),
-    "favicon.png": ("image/png", (STATIC / "favicon.png").read_bytes()),
-}
+ASSETS = StaticFiles(STATIC, ["app.js", "style.css", "favicon.png"], "no-cache")
 INDEX = (STATIC / "index.html").read_bytes()
 
 POLICY = (
@@ -41,15 +36,11 @@ async def page(request: Request) -> HTTPResponse:
 @bp.get("/playground/<name:str>")
 @hidden
 async def asset(request: Request, name: str) -> HTTPResponse:
-    found = ASSETS.get(name)
-    if found is None:
-        raise NotFound("Not found.")
-    content_type, body = found
-    return raw(body, content_type=content_type, headers={"Cache-Control": "no-cache"})
+    return ASSETS.response(name)
 
 
 @bp.get("/favicon.ico")
 @hidden  # browsers ask every page's origin for it (the dev login page, /docs): an icon, not a 404
 async def favicon(request: Request) -> HTTPResponse:
-    content_type, body = ASSETS["favicon.png"]
+    body, content_type = ASSETS.files["favicon.png"]
     return raw(body, content_type=content_type, headers={"Cache-Control": "public, max-age=86400"})

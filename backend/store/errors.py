@@ -7,10 +7,13 @@ raised as `StoreUnavailable`; backend/errors.py turns it into a 503.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+import random
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisClusterException, RedisError
@@ -30,10 +33,26 @@ class StoreUnavailable(StoreError):
 
 
 Cls = TypeVar("Cls", bound=type)
+T = TypeVar("T")
 
 
 def unavailable(error: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"{type(error).__name__}: {error}")
+
+
+async def retried(call: Callable[[], Awaitable[T]], seconds: float) -> T:
+    """`call()`, tried again with backoff and jitter while Redis cannot serve it (a stall, a
+    failover), for up to `seconds`; then StoreUnavailable. Only for calls that are safe to repeat."""
+    deadline = time.monotonic() + seconds
+    delay = 0.05
+    while True:
+        try:
+            return await call()
+        except (StoreUnavailable, *REDIS_FAILURES) as error:
+            if time.monotonic() + delay > deadline:
+                raise error if isinstance(error, StoreUnavailable) else unavailable(error) from error
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, 1.0)
 
 
 def _translate(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import random
 import time
 from collections.abc import Callable
 from enum import IntEnum, StrEnum
@@ -19,7 +18,7 @@ from redis.asyncio import RedisCluster
 
 from backend.store import keys
 from backend.store.clients import AnyRedis
-from backend.store.errors import REDIS_FAILURES, StoreUnavailable, translate_errors, unavailable
+from backend.store.errors import StoreUnavailable, retried, translate_errors
 from backend.store.scripts import Scripts
 from backend.store.users import now_ms
 from backend.store.wire import CommandPrefix, MultiplexedConnection
@@ -313,17 +312,13 @@ class ReplyWriter:
                 self.on_batch([now - self.pushed_at.popleft() for _ in range(len(batch) // 2)])
 
     async def _call(self, first: int, batch: list[bytes]) -> int:
-        deadline = time.monotonic() + self.retry_seconds
-        delay = 0.05
-        while True:
-            try:
-                fast = self.replies.fast
-                if fast is not None:
-                    command = self.prefix.with_args(b"%d" % first, *batch)
-                    return int(await fast.evalsha(self.replies.scripts.source("append_chunk"), command))
-                return int(await self.replies.scripts.append_chunk(keys=self.keys, args=[*self.fixed, first, *batch]))
-            except REDIS_FAILURES as error:
-                if time.monotonic() + delay > deadline:
-                    raise unavailable(error) from error
-                await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(delay * 2, 1.0)
+        """One append_chunk call (retried: the same first seq is appended once)."""
+
+        async def call() -> int:
+            fast = self.replies.fast
+            if fast is not None:
+                command = self.prefix.with_args(b"%d" % first, *batch)
+                return int(await fast.evalsha(self.replies.scripts.source("append_chunk"), command))
+            return int(await self.replies.scripts.append_chunk(keys=self.keys, args=[*self.fixed, first, *batch]))
+
+        return await retried(call, self.retry_seconds)

@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 
 from backend.store.datastore import Store
-from backend.store.errors import StoreUnavailable
+from backend.store.errors import StoreUnavailable, retried
 from backend.store.interview import IN_PROGRESS, QUESTION_NOT_READY, SUCCESS
 from backend.store.queue import Job
 from backend.store.replies import Claim
@@ -165,25 +163,13 @@ class ChatJob:
             metrics.LLM_TOKENS.labels("prompt").inc(end.prompt_tokens)
             metrics.LLM_TOKENS.labels("completion").inc(end.completion_tokens)
             usage = {"promptTokens": end.prompt_tokens, "completionTokens": end.completion_tokens}
-        await self._through_outage(
+        # Retried within the lease like the chunks (a second finish finds it done).
+        await retried(
             lambda: self.replies.finish(
                 user_id, chat_id, gen, "done", token=token, finish_reason=end.finish_reason, usage=usage
-            )
+            ),
+            self.lease_seconds,
         )
-
-    async def _through_outage(self, call: Callable[[], Awaitable[int]]) -> int:
-        """The reply's final write, retried while Redis is unavailable (a stall, a failover) for
-        as long as the reply's lease would last, like its chunks (a second finish finds it done)."""
-        deadline = time.monotonic() + self.lease_seconds
-        delay = 0.05
-        while True:
-            try:
-                return await call()
-            except StoreUnavailable:
-                if time.monotonic() + delay > deadline:
-                    raise
-                await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(delay * 2, 1.0)
 
     async def _context(self, user_id: int, chat_id: int) -> list[dict[str, str]]:
         user = await self.store.users.profile(user_id)
