@@ -17,7 +17,7 @@ import httpx
 
 from backend.store.datastore import Store
 from config.settings import Settings
-from devstack.redis_server import RedisServer
+from devstack.redis_server import RedisCluster, RedisServer
 from devstack.services import ROOT, Api, Worker
 
 RESULTS = ROOT / "bench" / "results"
@@ -32,22 +32,25 @@ QUIET = {
 class Stack:
     """A Redis and the processes of one benchmark; stopped as a whole."""
 
-    def __init__(self) -> None:
-        self.redis = RedisServer(None, "--maxclients", "20000").start()
+    def __init__(self, *, cluster: bool = False) -> None:
+        """One Redis, or with `cluster` a local Redis Cluster of three masters."""
+        self.cluster = cluster
+        self.redis = RedisCluster().start() if cluster else RedisServer(None, "--maxclients", "20000").start()
+        self.env = {**QUIET, "REDIS_CLUSTER": "true"} if cluster else QUIET
         self.services: list[Api | Worker] = []
 
     def api(self, **env: str) -> Api:
-        api = Api(self.redis.url, **QUIET, **env)
+        api = Api(self.redis.url, **self.env, **env)
         self.services.append(api)
         return api.start()
 
     def worker(self, **env: str) -> Worker:
-        worker = Worker(self.redis.url, **QUIET, **env)
+        worker = Worker(self.redis.url, **self.env, **env)
         self.services.append(worker)
         return worker.start()
 
-    def store(self) -> Store:
-        return Store(Settings(REDIS_URL=self.redis.url))
+    def store(self, **settings: Any) -> Store:
+        return Store(Settings(REDIS_URL=self.redis.url, REDIS_CLUSTER=self.cluster, **settings))
 
     def stop(self) -> None:
         for service in reversed(self.services):

@@ -1,4 +1,5 @@
-"""B1 (authenticated /user/info against /health, with and without the OpenAPI extension) and
+"""B1 (authenticated /user/info against /health: with and without the OpenAPI document loaded, on
+one Redis and on a Redis Cluster) and
 B4 (prompt -> first event; skill description -> questions ready)."""
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ async def login(base_url: str) -> str:
 
 def b1_user_info() -> list[dict[str, Any]]:
     rows = []
-    for docs in ("true", "false"):
-        stack = Stack()
+    for docs, cluster in (("true", False), ("false", False), ("true", True)):
+        stack = Stack(cluster=cluster)
         try:
             api = stack.api(OPENAPI_DOCS=docs)
             headers = auth(asyncio.run(login(api.url)))
@@ -70,6 +71,7 @@ def b1_user_info() -> list[dict[str, Any]]:
             health, info = sorted(rounds, key=lambda r: r[1]["rps"] / r[0]["rps"])[1]
             rows.append(
                 {
+                    "redis": "cluster (3 masters)" if cluster else "single",
                     "openapi_loaded": docs == "true",
                     "health_rps": health["rps"],
                     "health_p99_ms": health["p99_ms"],
@@ -82,6 +84,9 @@ def b1_user_info() -> list[dict[str, Any]]:
             )
         finally:
             stack.stop()
+    single = rows[0]["user_info_rps"]
+    for row in rows:
+        row["vs_single"] = row["user_info_rps"] / single  # target on a cluster: >= 0.8
     return rows
 
 

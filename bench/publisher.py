@@ -47,7 +47,7 @@ async def renew_leases(store: Store, replies: list[dict]) -> None:
 
 async def run(spec: dict) -> dict:
     # A load generator that saturates Redis on purpose: calls may wait longer than a service allows.
-    store = Store(Settings(REDIS_URL=spec["redis_url"], REDIS_TIMEOUT_SECONDS=30))
+    store = Store(Settings(REDIS_URL=spec["redis_url"], REDIS_CLUSTER=spec["cluster"], REDIS_TIMEOUT_SECONDS=30))
     latencies: array = array("d")
     replies = spec["replies"]
     start = time.monotonic() + 0.2

@@ -40,9 +40,14 @@ async def prepare(stack: Stack, count: int) -> list[dict[str, Any]]:
 
 
 def relay_run(
-    streams: int, rate: float, seconds: float = SECONDS, kill_subscribers_at: float | None = None
+    streams: int,
+    rate: float,
+    seconds: float = SECONDS,
+    kill_subscribers_at: float | None = None,
+    *,
+    cluster: bool = False,
 ) -> dict[str, Any]:
-    stack = Stack()
+    stack = Stack(cluster=cluster)
     try:
         api = stack.api()
         replies = asyncio.run(prepare(stack, streams))
@@ -76,6 +81,7 @@ def relay_run(
                 "bench.publisher",
                 {
                     "redis_url": stack.redis.url,
+                    "cluster": cluster,
                     "rate": rate,
                     "chunks": int(rate * seconds),
                     "replies": [{k: r[k] for k in ("user", "chat", "gen", "token")} for r in replies[part::PUBLISHERS]],

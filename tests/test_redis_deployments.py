@@ -364,7 +364,8 @@ async def test_wrong_password_is_503_until_fixed_at_run_time(deployment: Deploym
         with server.client(username="admin", password="adm") as admin:
             admin.execute_command("ACL", "SETUSER", "app", "on", ">wrong")
 
-        await until_status(http, "GET", "/user/auth-code")
+        await until_status(http, "GET", "/user/auth-code")  # redis-py's pools
+        await until_status(http, "GET", "/user/info", status=401, headers=some_token)  # the script path
         user = auth(await dev_login(http))
         await until_status(http, "GET", "/user/info", headers=user)
         reply = await prompt(http, user, await new_chat(http, user), "Let me in")

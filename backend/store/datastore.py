@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from redis.asyncio import RedisCluster
+
 from backend.store.chats import Chats
 from backend.store.clients import AnyRedis, connect
+from backend.store.cluster import ClusterConnections, Topology
 from backend.store.control import Control
 from backend.store.errors import REDIS_FAILURES, translate_errors
 from backend.store.interview import Interview
@@ -23,7 +26,7 @@ from backend.store.scripts import Scripts
 from backend.store.streams import OpenStreams
 from backend.store.tickets import StreamTickets
 from backend.store.users import Users
-from backend.store.wire import MultiplexedConnection, ServerAddress
+from backend.store.wire import MultiplexedConnection, ScriptPath, ServerAddress
 from config.settings import Settings
 
 # A worker's XREADGROUP waits this long for a job before asking again.
@@ -39,11 +42,17 @@ class Store:
         self.cluster = settings.REDIS_CLUSTER
         self._clients: list[AnyRedis] = []
         self.redis = self._client()
-        self.scripts = Scripts(self.redis)
-        # The multiplexed connection carries the hottest calls (session checks, chunk appends) on
-        # a single Redis; a Cluster goes through redis-py, which routes by slot.
-        self.fast = None if self.cluster else MultiplexedConnection(self.address, self.timeout)
-        self.users = Users(self.redis, self.scripts, settings.SESSION_TTL_SECONDS, self.fast)
+        # Every script call (session checks, chunk appends, each state change) goes on multiplexed
+        # connections: one to a single Redis, one per master node of a Cluster, routed by slot.
+        # redis-py's pools carry the plain commands.
+        self.topology = Topology(self.redis, self.timeout) if isinstance(self.redis, RedisCluster) else None
+        self.script_path: ScriptPath = (
+            ClusterConnections(self.topology, self.address, self.timeout)
+            if self.topology is not None
+            else MultiplexedConnection(self.address, self.timeout)
+        )
+        self.scripts = Scripts(self.script_path)
+        self.users = Users(self.redis, self.scripts, settings.SESSION_TTL_SECONDS)
         self.logins = Logins(self.redis)
         self.interview = Interview(self.redis, self.scripts)
         self.replies = Replies(
@@ -58,7 +67,6 @@ class Store:
             # queued a lease after that has lost its job.
             queued_seconds=settings.QUEUE_MAX_WAIT_SECONDS + settings.JOB_LEASE_SECONDS,
             max_messages=settings.CHAT_HISTORY_MAX_MESSAGES,
-            fast=self.fast,
         )
         self.chats = Chats(
             self.redis,
@@ -84,8 +92,8 @@ class Store:
 
     def hub(self) -> Hub | ClusterHub:
         """The pub/sub hub of an API process (started by the caller)."""
-        if self.cluster:
-            return ClusterHub(self._client(decode=False), self.address, self.timeout)  # type: ignore[arg-type]
+        if self.topology is not None:
+            return ClusterHub(self.topology, self.address, self.timeout)
         return Hub(self.address, self.timeout)
 
     async def ping(self) -> bool:
@@ -98,8 +106,7 @@ class Store:
 
     async def close(self) -> None:
         """Close every connection; bounded, so a shutdown never hangs on a pool."""
-        if self.fast is not None:
-            await self.fast.close()
+        await self.script_path.close()
         for client in self._clients:
             with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
                 async with asyncio.timeout(1.0):  # redis-py's pool can wait on a connection a cancelled task held

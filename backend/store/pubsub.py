@@ -19,9 +19,9 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.asyncio import RedisCluster
 from redis.exceptions import RedisError
 
+from backend.store.cluster import Topology
 from backend.store.errors import REDIS_FAILURES, StoreUnavailable
 from backend.store.wire import PubSubProtocol, Reconnector, ServerAddress, open_connection
 
@@ -215,8 +215,8 @@ class ClusterHub:
     When a node hub loses channels (failover, migration, a dead node), the topology is read
     again and they are subscribed where they now live; their listeners refill from the log."""
 
-    def __init__(self, cluster: RedisCluster, address: ServerAddress, timeout: float) -> None:
-        self.cluster = cluster
+    def __init__(self, topology: Topology, address: ServerAddress, timeout: float) -> None:
+        self.topology = topology
         self.address = address
         self.timeout = timeout
         self.hubs: dict[str, Hub] = {}
@@ -241,17 +241,10 @@ class ClusterHub:
         return hub
 
     async def _hub_for(self, channel: bytes) -> Hub:
-        if not self.cluster.nodes_manager.slots_cache:
-            await self._refresh()
-        node = self.cluster.get_node_from_key(channel)
-        return self._hub_at(node.host, node.port)
-
-    async def _refresh(self) -> None:
         try:
-            async with asyncio.timeout(self.timeout * 2):
-                await self.cluster.nodes_manager.initialize()
-        except (*REDIS_FAILURES, RuntimeError) as error:
-            raise StoreUnavailable(f"cannot read the cluster topology: {error!r}") from error
+            return self._hub_at(*await self.topology.node_for(channel))
+        except REDIS_FAILURES as error:
+            raise StoreUnavailable(f"no cluster node serves the channel: {error!r}") from error
 
     async def subscribe(self, channel: bytes, listener: Listener) -> None:
         await (await self._hub_for(channel)).subscribe(channel, listener)
@@ -282,12 +275,11 @@ class ClusterHub:
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, 1.0)
             try:
-                await self._refresh()
+                await self.topology.refresh()
             except StoreUnavailable as error:
                 log.warning("cluster topology unavailable", extra={"error": str(error)})
                 continue
             homeless, self._homeless = self._homeless, {}
             for channel, listeners in homeless.items():
-                node = self.cluster.get_node_from_key(channel)
-                self._hub_at(node.host, node.port).add(channel, listeners)
+                self._hub_at(*self.topology.known_node_for(channel)).add(channel, listeners)
             log.info("channels re-routed after a topology change", extra={"channels": len(homeless)})

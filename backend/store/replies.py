@@ -14,19 +14,18 @@ from enum import IntEnum, StrEnum
 from typing import Literal
 
 import orjson
-from redis.asyncio import RedisCluster
 
 from backend.store import keys
 from backend.store.clients import AnyRedis
 from backend.store.errors import StoreUnavailable, retried, translate_errors
 from backend.store.scripts import Scripts
 from backend.store.users import now_ms
-from backend.store.wire import CommandPrefix, MultiplexedConnection
 
 FinishMode = Literal["done", "error", "stopped", "fail", "reap"]
 
 DEAD_WORKER_MESSAGE = "The assistant stopped responding. Please send your message again."
 LOG_PAGE = 500  # log entries read per call: a long replay is read and written in pages
+BATCH = 500  # lease renewals in flight at once
 
 
 class ReplyStatus(StrEnum):
@@ -59,12 +58,10 @@ class Replies:
         lease_seconds: float,
         queued_seconds: float,
         max_messages: int,
-        fast: MultiplexedConnection | None = None,
     ) -> None:
         self.redis = redis
         self.log_reader = log_reader  # returns frames as bytes, written to clients as they are
         self.scripts = scripts
-        self.fast = fast  # chunk appends on the multiplexed connection (single Redis)
         self.db = db
         self.log_ttl = log_ttl
         self.max_messages = max_messages  # history kept per chat when a reply is saved
@@ -133,14 +130,8 @@ class Replies:
     async def renew_many(self, leases: list[tuple[int, int, int, str]]) -> None:
         """Renew the writer leases of many replies (user, chat, generation, token) at once."""
         calls = [([keys.chat(u, c), keys.reply_lease(u, c)], [g, t, self.lease_ms]) for u, c, g, t in leases]
-        if isinstance(self.redis, RedisCluster):  # no scripts in cluster pipelines
-            await asyncio.gather(*(self.scripts.renew_reply(keys=k, args=a) for k, a in calls))
-            return
-        for start in range(0, len(calls), 500):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for call_keys, call_args in calls[start : start + 500]:
-                    await self.scripts.renew_reply(keys=call_keys, args=call_args, client=pipe)
-                await pipe.execute()
+        for start in range(0, len(calls), BATCH):  # calls sent together go out in one write per node
+            await asyncio.gather(*(self.scripts.renew_reply(keys=k, args=a) for k, a in calls[start : start + BATCH]))
 
     def writer(
         self,
@@ -213,11 +204,11 @@ class ReplyWriter:
 
     `push()` never waits: chunks that arrive while a call is on its way go together in the next
     call (one Lua call and one published message for all of them, still one log entry and event
-    id each), so Redis does less per chunk exactly when chunks come fast. On a single Redis the
-    EVALSHA is packed once up to its chunks and sent on the multiplexed connection; on a Cluster
-    it goes through redis-py, which routes it. A call that fails because Redis is unavailable
-    (a stall, a failover) is retried for up to `retry_seconds`, the same chunks under the same
-    first seq, so it is appended once; readers see a pause, not a broken reply.
+    id each), so Redis does less per chunk exactly when chunks come fast. The EVALSHA is packed
+    once up to its chunks and sent on the script path (to the node of the reply's slot on a
+    Cluster). A call that fails because Redis is unavailable (a stall, a failover) is retried for
+    up to `retry_seconds`, the same chunks under the same first seq, so it is appended once;
+    readers see a pause, not a broken reply.
     """
 
     __slots__ = (
@@ -250,9 +241,7 @@ class ReplyWriter:
         self.keys = [keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id)]
         # lua/append_chunk.lua's ARGV up to the chunks, in its order; then the first seq and the chunks.
         self.fixed = [gen, token, replies.log_ttl, replies.channel(user_id, chat_id, gen), replies.publish_command]
-        self.prefix = CommandPrefix(
-            "EVALSHA", replies.scripts.sha("append_chunk"), len(self.keys), *self.keys, *self.fixed
-        )
+        self.prefix = replies.scripts.append_chunk.prefix(len(self.keys), *self.keys, *self.fixed)
         self.retry_seconds = retry_seconds
         self.on_batch = on_batch  # gets, per confirmed call, each chunk's wait from push() to Redis: metrics
         self.pushed_at: collections.deque[float] = collections.deque()
@@ -315,10 +304,7 @@ class ReplyWriter:
         """One append_chunk call (retried: the same first seq is appended once)."""
 
         async def call() -> int:
-            fast = self.replies.fast
-            if fast is not None:
-                command = self.prefix.with_args(b"%d" % first, *batch)
-                return int(await fast.evalsha(self.replies.scripts.source("append_chunk"), command))
-            return int(await self.replies.scripts.append_chunk(keys=self.keys, args=[*self.fixed, first, *batch]))
+            command = self.prefix.with_args(b"%d" % first, *batch)
+            return int(await self.replies.scripts.append_chunk.raw(command, self.keys[0]))
 
         return await retried(call, self.retry_seconds)

@@ -1,37 +1,66 @@
-"""The Lua scripts of `lua/`, loaded once per client and called by name."""
+"""The Lua scripts of `lua/`, called by name on the process's script path (one multiplexed
+connection on a single Redis, one per node on a Cluster: see backend/store/wire.py)."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from redis.commands.core import AsyncScript
-
-from backend.store.clients import AnyRedis
+from backend.store.wire import CommandPrefix, ScriptPath, pack_command
 
 # An installed wheel ships lua/ inside this package (pyproject.toml's package-dir); a source
 # checkout (and an editable install) has it at the top of the repository.
 _PACKAGED = Path(str(resources.files(__package__) / "lua"))
 LUA_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent.parent / "lua"
 
+Arg = str | bytes | int | float
+
+
+def decoded(reply: Any) -> Any:
+    """A reply as redis-py gives it with decode_responses: text as str, numbers and nesting kept."""
+    if isinstance(reply, bytes):
+        return reply.decode()
+    if isinstance(reply, list):
+        return [decoded(item) for item in reply]
+    return reply
+
+
+class Script:
+    """One script: `await script(keys=[...], args=[...])` runs it with EVALSHA (loaded on
+    NOSCRIPT) and answers with text decoded. Every key must share the first key's slot."""
+
+    __slots__ = ("path", "sha", "source")
+
+    def __init__(self, source: str, path: ScriptPath) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.path = path
+
+    async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg] = ()) -> Any:
+        command = pack_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        return decoded(await self.path.evalsha(self.source, command, keys[0]))
+
+    async def raw(self, command: bytes, key: str | bytes) -> Any:
+        """A call packed by the caller (`prefix()` plus its arguments), answered as bytes: the
+        hottest calls pack their fixed part once."""
+        return await self.path.evalsha(self.source, command, key)
+
+    def prefix(self, *fixed: Arg) -> CommandPrefix:
+        """The EVALSHA up to `fixed` (the key count, the keys, the first arguments)."""
+        return CommandPrefix("EVALSHA", self.sha, *fixed)
+
 
 class Scripts:
-    """`scripts.answer(keys=[...], args=[...])` runs `lua/answer.lua` (EVALSHA, EVAL fallback)."""
+    """`scripts.answer(keys=[...], args=[...])` runs `lua/answer.lua`."""
 
-    def __init__(self, redis: AnyRedis) -> None:
-        self._scripts: dict[str, AsyncScript] = {
-            path.stem: redis.register_script(path.read_text()) for path in sorted(LUA_DIR.glob("*.lua"))
-        }
+    def __init__(self, path: ScriptPath) -> None:
+        self._scripts = {file.stem: Script(file.read_text(), path) for file in sorted(LUA_DIR.glob("*.lua"))}
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Script:
         try:
             return self._scripts[name]
         except KeyError:
             raise AttributeError(f"no script lua/{name}.lua") from None
-
-    def sha(self, name: str) -> str:
-        return self._scripts[name].sha
-
-    def source(self, name: str) -> str:
-        return self._scripts[name].script  # type: ignore[return-value]

@@ -13,14 +13,12 @@ import itertools
 import secrets
 from enum import IntEnum
 
-from redis.asyncio import RedisCluster
-
 from backend.store import keys
 from backend.store.clients import AnyRedis
 from backend.store.errors import translate_errors
 from backend.store.scripts import Scripts
 
-BATCH = 500  # script calls per pipeline when extending holds
+BATCH = 500  # script calls in flight at once when extending holds
 
 
 class OpenStream(IntEnum):
@@ -66,11 +64,5 @@ class OpenStreams:
         calls = [([keys.open_streams(user_id)], [self.hold_ms, *ids]) for user_id, ids in self.held.items()]
         if not calls:
             return
-        if isinstance(self.redis, RedisCluster):  # no scripts in cluster pipelines
-            await asyncio.gather(*(self.scripts.hold_streams(keys=k, args=a) for k, a in calls))
-            return
-        for start in range(0, len(calls), BATCH):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for call_keys, call_args in calls[start : start + BATCH]:
-                    await self.scripts.hold_streams(keys=call_keys, args=call_args, client=pipe)
-                await pipe.execute()
+        for start in range(0, len(calls), BATCH):  # calls sent together go out in one write per node
+            await asyncio.gather(*(self.scripts.hold_streams(keys=k, args=a) for k, a in calls[start : start + BATCH]))

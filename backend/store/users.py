@@ -9,7 +9,6 @@ from backend.store.clients import AnyRedis
 from backend.store.errors import translate_errors
 from backend.store.scripts import Scripts
 from backend.store.sessions import new_token, parse_token
-from backend.store.wire import CommandPrefix, MultiplexedConnection
 
 
 def now_ms() -> int:
@@ -18,14 +17,11 @@ def now_ms() -> int:
 
 @translate_errors
 class Users:
-    def __init__(
-        self, redis: AnyRedis, scripts: Scripts, session_ttl: int, fast: MultiplexedConnection | None = None
-    ) -> None:
+    def __init__(self, redis: AnyRedis, scripts: Scripts, session_ttl: int) -> None:
         self.redis = redis
         self.scripts = scripts
         self.session_ttl = session_ttl
-        self.fast = fast  # one round trip with little Python around it, on a single Redis
-        self._authenticate_call = CommandPrefix("EVALSHA", scripts.sha("authenticate"), 2)
+        self._authenticate_call = scripts.authenticate.prefix(2)  # every request: packed once
 
     async def login(self, provider: str, subject: str, username: str, issuer: str | None = None) -> tuple[int, str]:
         """Find or create the user of a provider identity and open a session: (user id, token).
@@ -65,18 +61,12 @@ class Users:
         if parsed is None:
             return None
         user_id, session_key = parsed
-        if self.fast is None:
-            flat = await self.scripts.authenticate(keys=[session_key, keys.user(user_id)])
-        else:
-            flat = await self._authenticate_fast(session_key, keys.user(user_id))
+        session = session_key.encode()
+        command = self._authenticate_call.with_args(session, keys.user(user_id).encode())
+        flat = await self.scripts.authenticate.raw(command, session)
         if not flat:
             return None
-        return dict(zip(flat[::2], flat[1::2], strict=True))
-
-    async def _authenticate_fast(self, session_key: str, user_key: str) -> list[str] | None:
-        command = self._authenticate_call.with_args(session_key.encode(), user_key.encode())
-        flat = await self.fast.evalsha(self.scripts.source("authenticate"), command)  # type: ignore[union-attr]
-        return [item.decode() for item in flat] if flat else None
+        return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
     async def profile(self, user_id: int) -> dict[str, str]:
         return await self.redis.hgetall(keys.user(user_id))

@@ -24,7 +24,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import hiredis
@@ -43,6 +43,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 # Replies after which the connection itself is suspect (credentials changed, a replica after a
 # failover): it is closed, and the next call makes a new one.
 RECONNECT_ON = (AuthenticationError, ReadOnlyError, MasterDownError)
+ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
 
 @dataclass(frozen=True)
@@ -319,13 +320,27 @@ class MultiplexedConnection:
             protocol = await self._connect()
         return await protocol.send(command)
 
-    async def evalsha(self, script_source: str, command: bytes) -> Any:
-        """Run a packed EVALSHA; a Redis restarted without its scripts gets the script loaded."""
+    async def evalsha(self, script_source: str, command: bytes, key: str | bytes = b"", *, asking: bool = False) -> Any:
+        """Run a packed EVALSHA (one server holds every `key`); a Redis restarted without its
+        scripts gets the script loaded. `asking`: after a Cluster's ASK redirection."""
+        send = self._asking if asking else self.call_packed
         try:
-            return await self.call_packed(command)
+            return await send(command)
         except NoScriptError:
             await self.call("SCRIPT", "LOAD", script_source)
-            return await self.call_packed(command)
+            return await send(command)
+
+    async def _asking(self, command: bytes) -> Any:
+        """ASKING and the command back to back: ASKING applies to the next command only."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost:
+            protocol = await self._connect()
+        asked, reply = protocol.send(ASKING), protocol.send(command)
+        outcome = await asyncio.gather(asked, reply, return_exceptions=True)
+        for result in outcome:
+            if isinstance(result, BaseException):
+                raise result
+        return outcome[1]
 
     async def close(self) -> None:
         if self._watchdog is not None:
@@ -334,6 +349,15 @@ class MultiplexedConnection:
                 await self._watchdog
         if self._protocol is not None:
             self._protocol.fail(RedisConnectionError("closed"))
+
+
+class ScriptPath(Protocol):
+    """Where packed script calls go: one multiplexed connection (a single Redis), or one per
+    node with routing by `key`'s slot (a Cluster: backend/store/cluster.py)."""
+
+    async def evalsha(self, script_source: str, command: bytes, key: str | bytes) -> Any: ...
+
+    async def close(self) -> None: ...
 
 
 MESSAGE_KINDS = (b"message", b"smessage")
