@@ -48,7 +48,7 @@ async def users_on_every_master(store: Store, cluster: RedisCluster) -> dict[int
 
 async def test_each_call_goes_to_the_master_of_its_slot(store: Store, cluster: RedisCluster) -> None:
     users = await users_on_every_master(store, cluster)
-    for port, (user_id, token) in users.items():
+    for user_id, token in users.values():
         profile = await store.users.authenticate(token)
         assert profile is not None and profile["username"].startswith("routing-")
         chat_id = await store.chats.create(user_id)
@@ -73,7 +73,8 @@ async def test_a_migrated_slot_is_followed(store: Store, cluster: RedisCluster) 
     profile = await store.users.authenticate(token)
     assert profile is not None and profile["provider"] == "dev"
     await asyncio.sleep(0.5)
-    assert store.topology is not None and store.topology.known_node_for(keys.user(user_id)) == ("127.0.0.1", target.port)
+    assert store.topology is not None
+    assert store.topology.known_node_for(keys.user(user_id)) == ("127.0.0.1", target.port)
     chat_id = await store.chats.create(user_id)
     assert (await store.chats.get(user_id, chat_id)) is not None
 
