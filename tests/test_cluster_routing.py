@@ -31,8 +31,8 @@ async def store(cluster: RedisCluster) -> AsyncIterator[Store]:
 
 
 def connections(store: Store) -> ClusterConnections:
-    assert isinstance(store.script_path, ClusterConnections)
-    return store.script_path
+    assert isinstance(store.command_path, ClusterConnections)
+    return store.command_path
 
 
 async def users_on_every_master(store: Store, cluster: RedisCluster) -> dict[int, tuple[int, str]]:

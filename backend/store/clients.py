@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from config.settings import Settings
 
 AnyRedis = Redis | RedisCluster
+CLUSTER_CONNECTIONS_PER_NODE = 1024
 
 
 def connect(settings: Settings, *, decode: bool = True, read_timeout: float | None = None, **extra: Any) -> AnyRedis:
@@ -35,6 +36,8 @@ def connect(settings: Settings, *, decode: bool = True, read_timeout: float | No
     }
     options.update(extra)
     if settings.REDIS_CLUSTER:
-        return RedisCluster.from_url(settings.REDIS_URL, **options)
+        # redis-py's cluster pools do not wait for a free connection: past the cap a call fails at
+        # once (MaxConnectionsError), so the cap per node is set well above a pod's bursts.
+        return RedisCluster.from_url(settings.REDIS_URL, max_connections=CLUSTER_CONNECTIONS_PER_NODE, **options)
     pool = BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=256, timeout=timeout, **options)
     return Redis(connection_pool=pool)

@@ -1,6 +1,6 @@
 """Redis Cluster routing for the hand-written connections: the slot map (read through redis-py's
 cluster client, refreshed by one reader at a time), and one multiplexed connection per master
-node, each script call sent to the node that owns its keys' slot.
+node, each call sent to the node that owns its keys' slot.
 
 A call follows the cluster's own answers: MOVED goes to the node named (and the map is read
 again in the background), ASK goes to the importing node behind an ASKING, and a lost or demoted
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import RedisCluster
@@ -96,14 +97,21 @@ class ClusterConnections:
             connection = self.nodes[node] = MultiplexedConnection(self.address.at(*node), self.timeout)
         return connection
 
+    async def call_packed(self, command: bytes, key: str | bytes) -> Any:
+        """Send one packed command whose keys share `key`'s slot to the node that owns it."""
+        return await self._routed(key, lambda connection, asking: connection.call_packed(command, asking=asking))
+
     async def evalsha(self, source: str, command: bytes, key: str | bytes) -> Any:
-        """Run a packed EVALSHA whose keys share `key`'s slot, on the node that owns it."""
+        """Run a packed EVALSHA whose keys share `key`'s slot on the node that owns it."""
+        return await self._routed(key, lambda connection, asking: connection.evalsha(source, command, asking=asking))
+
+    async def _routed(self, key: str | bytes, send: Callable[[MultiplexedConnection, bool], Awaitable[Any]]) -> Any:
         target: Node | None = None
         asking = False
         for attempt in range(ROUTING_TRIES):
             node = target or await self.topology.node_for(key)
             try:
-                return await self._at(node).evalsha(source, command, asking=asking)
+                return await send(self._at(node), asking)
             except MovedError as moved:  # the slot lives elsewhere now
                 target, asking = moved.node_addr, False
                 self.topology.refresh_soon()

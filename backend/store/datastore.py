@@ -26,7 +26,7 @@ from backend.store.scripts import Scripts
 from backend.store.streams import OpenStreams
 from backend.store.tickets import StreamTickets
 from backend.store.users import Users
-from backend.store.wire import MultiplexedConnection, ScriptPath, ServerAddress
+from backend.store.wire import CommandPath, MultiplexedConnection, ServerAddress
 from config.settings import Settings
 
 # A worker's XREADGROUP waits this long for a job before asking again.
@@ -42,22 +42,22 @@ class Store:
         self.cluster = settings.REDIS_CLUSTER
         self._clients: list[AnyRedis] = []
         self.redis = self._client()
-        # Every script call (session checks, chunk appends, each state change) goes on multiplexed
-        # connections: one to a single Redis, one per master node of a Cluster, routed by slot.
-        # redis-py's pools carry the plain commands.
+        # The hot calls (every script: session checks, chunk appends, each state change; and a
+        # stream's opening reads) go on multiplexed connections: one to a single Redis, one per
+        # master of a Cluster, routed by slot. redis-py's pools carry the other commands.
         self.topology = Topology(self.redis, self.timeout) if isinstance(self.redis, RedisCluster) else None
-        self.script_path: ScriptPath = (
+        self.command_path: CommandPath = (
             ClusterConnections(self.topology, self.address, self.timeout)
             if self.topology is not None
             else MultiplexedConnection(self.address, self.timeout)
         )
-        self.scripts = Scripts(self.script_path)
+        self.scripts = Scripts(self.command_path)
         self.users = Users(self.redis, self.scripts, settings.SESSION_TTL_SECONDS)
         self.logins = Logins(self.redis)
         self.interview = Interview(self.redis, self.scripts)
         self.replies = Replies(
             self.redis,
-            self._client(decode=False),
+            self.command_path,
             self.scripts,
             db=self.address.db,
             sharded=self.cluster,
@@ -106,7 +106,7 @@ class Store:
 
     async def close(self) -> None:
         """Close every connection; bounded, so a shutdown never hangs on a pool."""
-        await self.script_path.close()
+        await self.command_path.close()
         for client in self._clients:
             with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
                 async with asyncio.timeout(1.0):  # redis-py's pool can wait on a connection a cancelled task held

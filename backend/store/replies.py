@@ -20,12 +20,14 @@ from backend.store.clients import AnyRedis
 from backend.store.errors import StoreUnavailable, retried, translate_errors
 from backend.store.scripts import Scripts
 from backend.store.users import now_ms
+from backend.store.wire import CommandPath, pack_command
 
 FinishMode = Literal["done", "error", "stopped", "fail", "reap"]
 
 DEAD_WORKER_MESSAGE = "The assistant stopped responding. Please send your message again."
 LOG_PAGE = 500  # log entries read per call: a long replay is read and written in pages
 BATCH = 500  # lease renewals in flight at once
+REPLY_STATE = ("replyGen", "replyStatus", "replySeq")  # fields of the chat hash
 
 
 class ReplyStatus(StrEnum):
@@ -49,7 +51,7 @@ class Replies:
     def __init__(
         self,
         redis: AnyRedis,
-        log_reader: AnyRedis,
+        path: CommandPath,
         scripts: Scripts,
         *,
         db: int,
@@ -60,7 +62,7 @@ class Replies:
         max_messages: int,
     ) -> None:
         self.redis = redis
-        self.log_reader = log_reader  # returns frames as bytes, written to clients as they are
+        self.path = path  # stream opens (state, log pages) on the multiplexed connections; frames stay bytes
         self.scripts = scripts
         self.db = db
         self.log_ttl = log_ttl
@@ -78,15 +80,17 @@ class Replies:
 
     async def state(self, user_id: int, chat_id: int) -> tuple[int | None, str, int]:
         """(generation or None for a missing chat, status, last seq) of the chat's newest reply."""
-        gen, status, seq = await self.redis.hmget(keys.chat(user_id, chat_id), "replyGen", "replyStatus", "replySeq")
+        chat = keys.chat(user_id, chat_id)
+        gen, status, seq = await self.path.call_packed(pack_command("HMGET", chat, *REPLY_STATE), chat)
         if gen is None:
             return None, "", 0
-        return int(gen), status, int(seq)
+        return int(gen), status.decode(), int(seq)
 
     async def read_log(self, user_id: int, chat_id: int, gen: int, after: int, count: int = LOG_PAGE) -> list[bytes]:
         """Frames of the reply's log after seq `after`, at most `count` of them."""
-        entries = await self.log_reader.xrange(keys.reply_log(user_id, chat_id, gen), min=f"0-{after + 1}", count=count)
-        return [fields[b"f"] for _, fields in entries]
+        log = keys.reply_log(user_id, chat_id, gen)
+        entries = await self.path.call_packed(pack_command("XRANGE", log, f"0-{after + 1}", "+", "COUNT", count), log)
+        return [fields[1] for _, fields in entries]  # each entry's one field: f <frame>
 
     async def ended(self, replies: list[tuple[int, int, int]]) -> list[bool]:
         """For each (user, chat, generation): is that reply over? One pipeline for all of them; a

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from backend.store.wire import CommandPrefix, ScriptPath, pack_command
+from backend.store.wire import CommandPath, CommandPrefix, pack_command
 
 # An installed wheel ships lua/ inside this package (pyproject.toml's package-dir); a source
 # checkout (and an editable install) has it at the top of the repository.
@@ -34,7 +34,7 @@ class Script:
 
     __slots__ = ("path", "sha", "source")
 
-    def __init__(self, source: str, path: ScriptPath) -> None:
+    def __init__(self, source: str, path: CommandPath) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
         self.path = path
@@ -56,7 +56,7 @@ class Script:
 class Scripts:
     """`scripts.answer(keys=[...], args=[...])` runs `lua/answer.lua`."""
 
-    def __init__(self, path: ScriptPath) -> None:
+    def __init__(self, path: CommandPath) -> None:
         self._scripts = {file.stem: Script(file.read_text(), path) for file in sorted(LUA_DIR.glob("*.lua"))}
 
     def __getattr__(self, name: str) -> Script:

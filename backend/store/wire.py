@@ -313,34 +313,28 @@ class MultiplexedConnection:
     async def call(self, *parts: bytes | str | int | float) -> Any:
         return await self.call_packed(pack_command(*parts))
 
-    async def call_packed(self, command: bytes) -> Any:
-        """Send one command already in RESP; its reply (an error reply is raised as a RedisError)."""
+    async def call_packed(self, command: bytes, key: str | bytes = b"", *, asking: bool = False) -> Any:
+        """Send one command already in RESP (this server holds `key`); its reply, an error reply
+        raised as a RedisError. `asking`: after a Cluster's ASK redirection, ASKING goes first,
+        back to back with the command (it applies to the next command only)."""
         protocol = self._protocol
         if protocol is None or protocol.lost:
             protocol = await self._connect()
-        return await protocol.send(command)
-
-    async def evalsha(self, script_source: str, command: bytes, key: str | bytes = b"", *, asking: bool = False) -> Any:
-        """Run a packed EVALSHA (one server holds every `key`); a Redis restarted without its
-        scripts gets the script loaded. `asking`: after a Cluster's ASK redirection."""
-        send = self._asking if asking else self.call_packed
-        try:
-            return await send(command)
-        except NoScriptError:
-            await self.call("SCRIPT", "LOAD", script_source)
-            return await send(command)
-
-    async def _asking(self, command: bytes) -> Any:
-        """ASKING and the command back to back: ASKING applies to the next command only."""
-        protocol = self._protocol
-        if protocol is None or protocol.lost:
-            protocol = await self._connect()
-        asked, reply = protocol.send(ASKING), protocol.send(command)
-        outcome = await asyncio.gather(asked, reply, return_exceptions=True)
+        if not asking:
+            return await protocol.send(command)
+        outcome = await asyncio.gather(protocol.send(ASKING), protocol.send(command), return_exceptions=True)
         for result in outcome:
             if isinstance(result, BaseException):
                 raise result
         return outcome[1]
+
+    async def evalsha(self, script_source: str, command: bytes, key: str | bytes = b"", *, asking: bool = False) -> Any:
+        """Run a packed EVALSHA; a Redis restarted without its scripts gets the script loaded."""
+        try:
+            return await self.call_packed(command, asking=asking)
+        except NoScriptError:
+            await self.call("SCRIPT", "LOAD", script_source)
+            return await self.call_packed(command, asking=asking)
 
     async def close(self) -> None:
         if self._watchdog is not None:
@@ -351,9 +345,11 @@ class MultiplexedConnection:
             self._protocol.fail(RedisConnectionError("closed"))
 
 
-class ScriptPath(Protocol):
-    """Where packed script calls go: one multiplexed connection (a single Redis), or one per
-    node with routing by `key`'s slot (a Cluster: backend/store/cluster.py)."""
+class CommandPath(Protocol):
+    """Where the hot calls go, packed: one multiplexed connection (a single Redis), or one per
+    master with each call routed by `key`'s slot (a Cluster: backend/store/cluster.py)."""
+
+    async def call_packed(self, command: bytes, key: str | bytes) -> Any: ...
 
     async def evalsha(self, script_source: str, command: bytes, key: str | bytes) -> Any: ...
 
