@@ -109,15 +109,16 @@ def worker_metrics(ports: list[int]) -> dict[str, float]:
     }
 
 
-def run_b6(streams: int, max_wait: float | None) -> dict[str, Any]:
-    """One run of N prompts; with `max_wait`, the API sheds at QUEUE_MAX_WAIT_SECONDS=max_wait."""
+def run_b6(streams: int, max_wait: float | None, slots: int = WORKER_CONCURRENCY) -> dict[str, Any]:
+    """One run of N prompts; with `max_wait`, the API sheds at QUEUE_MAX_WAIT_SECONDS=max_wait;
+    `slots` is each worker's WORKER_CONCURRENCY."""
     stack = Stack()
     try:
         api = stack.api(**({"QUEUE_MAX_WAIT_SECONDS": str(max_wait)} if max_wait is not None else {}))
         ports = [free_port() for _ in range(WORKERS)]
         workers = [
             stack.worker(
-                WORKER_CONCURRENCY=str(WORKER_CONCURRENCY),
+                WORKER_CONCURRENCY=str(slots),
                 WORKER_METRICS_PORT=str(port),
                 FAKE_LLM_TOKEN_DELAY_MS=str(TOKEN_DELAY * 1000),
                 FAKE_LLM_REPLY_WORDS=str(REPLY_WORDS),
@@ -172,6 +173,7 @@ def run_b6(streams: int, max_wait: float | None) -> dict[str, Any]:
         admitted = got["admitted"]
         row = {
             "streams": streams,
+            "worker_slots": slots * WORKERS,
             "max_wait_s": max_wait or Settings.model_fields["QUEUE_MAX_WAIT_SECONDS"].default,
             "admitted": admitted,
             "refused_503": got["refused_retry_after"],
@@ -238,9 +240,14 @@ def stream_counts() -> tuple[int, ...]:
 
 
 def b6_end_to_end() -> list[dict[str, Any]]:
-    """The first N with the default settings (every stream must complete); every later N is the
-    overload run, with QUEUE_MAX_WAIT_SECONDS=1 (the API sheds what the workers cannot take)."""
+    """The first N with the default settings (every stream must complete); every later N with
+    QUEUE_MAX_WAIT_SECONDS=1 (the API sheds what the workers cannot take). The last N runs once
+    more with a third fewer worker slots than prompts, so jobs must wait and shedding must act."""
+    counts = stream_counts()
     rows = []
-    for index, streams in enumerate(stream_counts()):
+    for index, streams in enumerate(counts):
         rows.append(run_b6(streams, None if index == 0 else OVERLOAD_MAX_WAIT_SECONDS))
+    if len(counts) > 1:
+        slots = counts[-1] * 2 // 3 // WORKERS
+        rows.append(run_b6(counts[-1], OVERLOAD_MAX_WAIT_SECONDS, slots))
     return rows
