@@ -72,6 +72,7 @@ COLUMNS = {
         "hung",
         "gaps",
         "duplicates",
+        "writers_failed",
         "events_per_second",
         "latency_p50_ms",
         "latency_p99_ms",

@@ -12,11 +12,14 @@ import time
 from array import array
 
 from backend.store.datastore import Store
+from backend.store.errors import StoreUnavailable
 from bench.spec import percentile, serve_spec
 from config.settings import Settings
 
 
-async def write_reply(store: Store, reply: dict, chunks: int, rate: float, latencies: array, start_at: float) -> None:
+async def write_reply(
+    store: Store, reply: dict, chunks: int, rate: float, latencies: array, start_at: float, failures: list[str]
+) -> None:
     interval = 1 / rate
     next_at = start_at
     # Like a worker: chunks are pushed as they come; the ones that pile up behind a call go together.
@@ -34,7 +37,11 @@ async def write_reply(store: Store, reply: dict, chunks: int, rate: float, laten
             await asyncio.sleep(delay)
         chunks_of_reply.push("tok ", t=round(time.time(), 6))
         next_at += interval
-    await chunks_of_reply.drain()
+    try:
+        if not await chunks_of_reply.drain():
+            failures.append("fenced out")
+    except StoreUnavailable as error:  # Redis stayed unavailable past the writer's retries: chunks lost
+        failures.append(repr(error))
     await store.replies.finish(reply["user"], reply["chat"], reply["gen"], "done", token=reply["token"])
 
 
@@ -49,6 +56,7 @@ async def run(spec: dict) -> dict:
     # A load generator that saturates Redis on purpose: calls may wait longer than a service allows.
     store = Store(Settings(REDIS_URL=spec["redis_url"], REDIS_CLUSTER=spec["cluster"], REDIS_TIMEOUT_SECONDS=30))
     latencies: array = array("d")
+    failures: list[str] = []  # writers that could not write every chunk (a benchmark must show it)
     replies = spec["replies"]
     start = time.monotonic() + 0.2
     spread = 1 / spec["rate"]  # stagger the streams over one interval
@@ -56,7 +64,9 @@ async def run(spec: dict) -> dict:
     heartbeat = asyncio.create_task(renew_leases(store, replies))  # what a worker's heartbeat does
     await asyncio.gather(
         *(
-            write_reply(store, reply, spec["chunks"], spec["rate"], latencies, start + spread * index / len(replies))
+            write_reply(
+                store, reply, spec["chunks"], spec["rate"], latencies, start + spread * index / len(replies), failures
+            )
             for index, reply in enumerate(replies)
         )
     )
@@ -70,6 +80,8 @@ async def run(spec: dict) -> dict:
         "chunks_per_second": len(latencies) / wall,
         "publish_p50_ms": percentile(latencies, 0.5) * 1000,
         "publish_p99_ms": percentile(latencies, 0.99) * 1000,
+        "writers_failed": len(failures),
+        "writer_error": failures[0] if failures else None,
     }
 
 

@@ -105,6 +105,8 @@ def relay_run(
             **received,
             "published_per_second": sum(p["chunks_per_second"] for p in published),
             "publish_p99_ms": max(p["publish_p99_ms"] for p in published),
+            "writers_failed": sum(p["writers_failed"] for p in published),
+            "writer_error": next((p["writer_error"] for p in published if p["writer_error"]), None),
             "api_cpu_percent": 100 * busy / wall,
             "kib_per_stream": (rss_open - rss_before) / 1024 / streams,
             "subscribers_killed": killed,
