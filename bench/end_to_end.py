@@ -72,8 +72,9 @@ async def prepare(stack: Stack, count: int) -> list[dict[str, Any]]:
 
 
 async def warm_up(base_url: str, chats: list[dict[str, Any]]) -> None:
-    """A few prompts through the whole path (both workers reading, the API's code paths loaded);
-    each is dropped after its first event."""
+    """A few prompts through the whole path to their end: both workers reading, the API's code
+    paths loaded, and the workers know how long a reply takes (what load shedding predicts
+    from), as they do in any deployment that has served a reply."""
 
     async def one(chat: dict[str, Any]) -> None:
         async with (
@@ -84,7 +85,7 @@ async def warm_up(base_url: str, chats: list[dict[str, Any]]) -> None:
         ):
             assert response.status_code == 200, response.status_code
             async for line in response.aiter_lines():
-                if line.startswith("data:"):
+                if line.startswith("event: done"):
                     return
 
     await asyncio.gather(*(one(chat) for chat in chats))

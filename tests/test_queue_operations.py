@@ -10,11 +10,16 @@ import sys
 import time
 
 import httpx
+import pytest
 
+from backend.store.datastore import Store
+from backend.store.queue import Capacity
+from config.settings import Settings
 from devstack.login import auth, dev_login
 from devstack.services import ROOT, _env
 from tests.conftest import LlmStub, Processes, eventually, isolated_url, openai_env
 from tests.test_chat import new_chat, send
+from tests.test_chat_streaming import history
 from tests.test_interview import describe
 
 FAST_RETRIES = {"JOB_RETRY_BASE_SECONDS": "0.05"}
@@ -171,6 +176,51 @@ async def shedding(http: httpx.AsyncClient, state: int) -> bool:
     return f"\nai_api_shedding {state}\n" in (await http.get("/metrics")).text
 
 
+async def knows_job_length(http: httpx.AsyncClient) -> bool:
+    return "\nai_api_worker_job_seconds " in (await http.get("/metrics")).text
+
+
+async def free_slots(http: httpx.AsyncClient, count: int) -> bool:
+    return f"\nai_api_worker_slots_free {count}\n" in (await http.get("/metrics")).text
+
+
+async def test_a_prompt_that_would_wait_too_long_for_a_slot_is_refused_at_once(
+    processes: Processes, redis_url: str
+) -> None:
+    """Two slots, replies of about 5 s: with both slots busy, a pod allowing 1 s of wait refuses
+    the next prompt at once (nothing stored); a pod allowing 10 s takes it, and it is served
+    when a slot frees."""
+    url = isolated_url(redis_url)
+    strict = processes.api(url, QUEUE_MAX_WAIT_SECONDS="1")
+    patient = processes.api(url, QUEUE_MAX_WAIT_SECONDS="10")
+    processes.worker(url, WORKER_CONCURRENCY="2", FAKE_LLM_TOKEN_DELAY_MS="50", FAKE_LLM_REPLY_WORDS="100")
+    async with (
+        httpx.AsyncClient(base_url=strict.url, timeout=30) as http,
+        httpx.AsyncClient(base_url=patient.url, timeout=30) as other_pod,
+    ):
+        users = [auth(await dev_login(http)) for _ in range(4)]
+        chats = [await new_chat(http, user) for user in users]
+        # One reply to its end first: the worker learns how long a reply takes.
+        assert (await send(http, users[0], chats[0], "warm up")).last.event == "done"
+        await eventually(lambda: knows_job_length(http), within=5)
+        busy = [asyncio.create_task(send(http, users[i], chats[i], "fill a slot")) for i in (0, 1)]
+        await eventually(lambda: free_slots(http, 0), within=5)
+        await eventually(lambda: free_slots(other_pod, 0), within=5)
+
+        started = time.monotonic()
+        refused = await http.post(f"/assistant/chat/{chats[2]}/", json={"prompt": "one more"}, headers=users[2])
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+        assert time.monotonic() - started < 1.0  # refused now, not after waiting
+        assert await history(http, users[2], chat_id=chats[2]) == []  # nothing stored
+
+        queued = await send(other_pod, users[3], chats[3], "worth the wait")  # waits for a slot, then streams
+        assert queued.last.event == "done" and queued.text
+        for task in busy:
+            assert (await task).last.event == "done"
+        await eventually(lambda: free_slots(http, 2), within=5)
+        assert (await send(http, users[2], chats[2], "one more")).last.event == "done"
+
+
 async def test_cluster_wide_series_come_from_one_pod(processes: Processes, redis_url: str) -> None:
     url = isolated_url(redis_url)
     pods = [processes.api(url), processes.api(url)]
@@ -183,3 +233,27 @@ async def test_cluster_wide_series_come_from_one_pod(processes: Processes, redis
         await eventually(lambda: exporters(), within=10)
         await asyncio.sleep(1.0)
         assert await exporters() == 1  # a sum over pods counts the queue once
+
+
+async def test_worker_reports_add_up_and_expire(redis_url: str) -> None:
+    store = Store(Settings(REDIS_URL=isolated_url(redis_url)))
+    try:
+        queue = store.queue
+        queue.bind("worker-a")
+        await queue.report_capacity(4, 2.5, 3.0, ttl_seconds=30)  # its first job should end in 2.5 s
+        queue.bind("worker-b")
+        await queue.report_capacity(8, None, 1.0, ttl_seconds=0.3)  # nothing running; reports for 0.3 s
+        capacity = await queue.capacity()
+        assert capacity.slots == 12
+        assert capacity.next_end_in is not None and 2.3 <= capacity.next_end_in <= 2.5
+        assert capacity.job_seconds == pytest.approx((4 * 3.0 + 8 * 1.0) / 12, abs=0.01)
+
+        await asyncio.sleep(0.4)  # worker-b went silent: it no longer counts
+        capacity = await queue.capacity()
+        assert (capacity.slots, capacity.job_seconds) == (4, 3.0)
+
+        queue.bind("worker-a")
+        await queue.report_capacity(0, None, None, ttl_seconds=30)  # shutting down: withdrawn
+        assert await queue.capacity() == Capacity(0, None, None)
+    finally:
+        await store.close()

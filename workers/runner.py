@@ -12,6 +12,9 @@
   give_up() itself fails is buried anyway: it is logged, not looped.
 - Each loop survives any Redis failure (a stall, a failover, a migration): it logs, backs off
   with jitter and goes on; the store's clients follow the topology.
+- Every REPORT_SECONDS the worker reports its slots, how many run, and when it expects to free
+  one (from the average length of each job type): the API's load shedding refuses prompts that
+  would wait longer than QUEUE_MAX_WAIT_SECONDS for a slot (backend/ops/queue_watch.py).
 - SIGTERM: stop reading, let running jobs finish within the grace period, hand back the rest.
 """
 
@@ -31,6 +34,10 @@ from config.settings import Settings
 from workers import metrics
 
 log = logging.getLogger("workers.runner")
+
+REPORT_SECONDS = 0.25
+REPORT_TTL_SECONDS = 5.0  # a worker silent this long (dead, or its loop stuck) no longer counts
+DURATION_WEIGHT = 0.2  # of the newest job in the moving average of a job type's length
 
 
 class JobHandler(Protocol):
@@ -55,6 +62,8 @@ class Runner:
         self.block_ms = 5000
         self.question_slots = max(1, self.concurrency // 2)
         self.running: dict[str, Job] = {}
+        self.started: dict[str, float] = {}  # job id -> when this worker started it (monotonic)
+        self.durations: dict[str, float] = {}  # job type -> moving average of a finished job's seconds
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -67,12 +76,19 @@ class Runner:
         await self._wait_for_redis()
         loops = [
             asyncio.create_task(self._forever(name, step), name=name)
-            for name, step in (("read", self._read), ("reclaim", self._reclaim), ("keep-claimed", self._keep_claimed))
+            for name, step in (
+                ("read", self._read),
+                ("reclaim", self._reclaim),
+                ("keep-claimed", self._keep_claimed),
+                ("report", self._report),
+            )
         ]
         await self._stopping.wait()
         for loop in loops:
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+        with contextlib.suppress(StoreUnavailable):  # no new work for a worker that is leaving
+            await self.queue.report_capacity(0, None, None, REPORT_TTL_SECONDS)
         await self._drain()
 
     async def _wait_for_redis(self) -> None:
@@ -133,7 +149,33 @@ class Runner:
         if self.running:
             await self.queue.keep_claimed(list(self.running.values()))
 
+    async def _report(self) -> None:
+        await self.queue.report_capacity(
+            self.concurrency, self.next_end_in(), self.durations.get("chat"), REPORT_TTL_SECONDS
+        )
+        await asyncio.sleep(REPORT_SECONDS)
+
+    def next_end_in(self) -> float | None:
+        """Seconds until the first running job should end, from the jobs' ages and their types'
+        average length (None when nothing runs or no job of their types has finished yet)."""
+        now = asyncio.get_running_loop().time()
+        ends = [
+            self.started[job.id] + self.durations[job.type] - now
+            for job in self.running.values()
+            if job.type in self.durations and job.id in self.started
+        ]
+        return max(0.0, min(ends)) if ends else None
+
+    def _finished(self, job: Job) -> None:
+        started = self.started.pop(job.id, None)
+        if started is None:
+            return
+        seconds = asyncio.get_running_loop().time() - started
+        average = self.durations.get(job.type)
+        self.durations[job.type] = seconds if average is None else average + DURATION_WEIGHT * (seconds - average)
+
     def _start(self, job: Job) -> None:
+        self.started[job.id] = asyncio.get_running_loop().time()
         self.running[job.id] = job
         metrics.RUNNING.set(len(self.running))
         job.task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
@@ -151,6 +193,7 @@ class Runner:
             )
         finally:
             self.running.pop(job.id, None)
+            self.started.pop(job.id, None)
             metrics.RUNNING.set(len(self.running))
             self._slot_free.set()
 
@@ -188,6 +231,7 @@ class Runner:
                 await self._count(job.type, "retried")
                 await asyncio.sleep(self.retry_delay(attempt, getattr(error, "retry_after", None)))
             else:
+                self._finished(job)
                 await self._count(job.type, "done")
                 await self.queue.ack(job)
                 return

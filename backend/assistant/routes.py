@@ -211,26 +211,29 @@ async def send_message(request: Request, chat_id: int) -> HTTPResponse | None:
     ctx = request.app.ctx
     user_id = request.ctx.user_id
     body = parse_body(request, SendMessageRequest)
-    wait = await ctx.store.limiter.retry_after("chat", str(user_id), ctx.settings.RATE_LIMIT_CHAT_PER_MINUTE)
-    if wait:
-        raise TooManyRequests(wait)
-    ctx.queue_watch.admit()  # workers far behind: 503 with Retry-After, nothing stored
-    async with open_stream(request):  # before the prompt is stored: a 429 changes nothing
-        try:
-            gen = await ctx.store.chats.start_reply(user_id, chat_id, body.prompt)
-        except ReplyInFlight:
-            raise Conflict("A reply is still being written in this chat. Wait for it or stop it first.") from None
-        if gen is None:
-            raise NotFound(NO_CHAT)
-        try:
-            await ctx.store.queue.enqueue("chat", request.ctx.request_id, userId=user_id, chatId=chat_id, gen=gen)
-        except StoreUnavailable:
-            # The prompt is stored but no worker will see it: end the reply so the chat takes prompts.
-            with contextlib.suppress(StoreUnavailable):
-                await ctx.store.replies.finish(user_id, chat_id, gen, "fail", message=QUEUE_FAILED)
-            raise
-        response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
-        await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, 0)
+    # 503 with Retry-After when no worker slot frees soon enough or the workers are behind: decided
+    # from memory, first, so a refusal costs no Redis call and no rate-limit budget.
+    with ctx.queue_watch.admission("chat") as admission:
+        wait = await ctx.store.limiter.retry_after("chat", str(user_id), ctx.settings.RATE_LIMIT_CHAT_PER_MINUTE)
+        if wait:
+            raise TooManyRequests(wait)
+        async with open_stream(request):  # before the prompt is stored: a 429 changes nothing
+            try:
+                gen = await ctx.store.chats.start_reply(user_id, chat_id, body.prompt)
+            except ReplyInFlight:
+                raise Conflict("A reply is still being written in this chat. Wait for it or stop it first.") from None
+            if gen is None:
+                raise NotFound(NO_CHAT)
+            try:
+                await ctx.store.queue.enqueue("chat", request.ctx.request_id, userId=user_id, chatId=chat_id, gen=gen)
+            except StoreUnavailable:
+                # The prompt is stored but no worker will see it: end the reply so the chat takes prompts.
+                with contextlib.suppress(StoreUnavailable):
+                    await ctx.store.replies.finish(user_id, chat_id, gen, "fail", message=QUEUE_FAILED)
+                raise
+            admission.enqueued()
+            response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
+            await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, 0)
     return None
 
 

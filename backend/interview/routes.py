@@ -52,18 +52,21 @@ async def skill_description(request: Request) -> HTTPResponse:
     body = parse_body(request, SkillDescriptionRequest)
     ctx = request.app.ctx
     user_id = request.ctx.user_id
-    wait = await ctx.store.limiter.retry_after("interview", str(user_id), ctx.settings.RATE_LIMIT_INTERVIEW_PER_MINUTE)
-    if wait:
-        raise TooManyRequests(wait)
-    ctx.queue_watch.admit()  # workers far behind: 503 with Retry-After, nothing stored
-    interview_id = await ctx.store.interview.start(user_id, body.description)
-    try:
-        await ctx.store.queue.enqueue("questions", request.ctx.request_id, userId=user_id, interviewId=interview_id)
-    except StoreUnavailable:
-        # No worker will see it: undo the state change rather than leave "not ready" forever.
-        with contextlib.suppress(StoreUnavailable):
-            await ctx.store.interview.fail(user_id, interview_id)
-        raise
+    with ctx.queue_watch.admission("questions") as admission:  # workers far behind: 503 with Retry-After
+        wait = await ctx.store.limiter.retry_after(
+            "interview", str(user_id), ctx.settings.RATE_LIMIT_INTERVIEW_PER_MINUTE
+        )
+        if wait:
+            raise TooManyRequests(wait)
+        interview_id = await ctx.store.interview.start(user_id, body.description)
+        try:
+            await ctx.store.queue.enqueue("questions", request.ctx.request_id, userId=user_id, interviewId=interview_id)
+        except StoreUnavailable:
+            # No worker will see it: undo the state change rather than leave "not ready" forever.
+            with contextlib.suppress(StoreUnavailable):
+                await ctx.store.interview.fail(user_id, interview_id)
+            raise
+        admission.enqueued()
     return json({"message": "Skill description saved. Your interview questions are being prepared."})
 
 

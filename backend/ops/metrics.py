@@ -50,14 +50,28 @@ def registry() -> CollectorRegistry:
 
 def shedding_lines(watch: QueueWatch) -> list[str]:
     """This pod's view of the queue: what its load shedding acts on."""
-    return [
+    lines = [
         "# HELP ai_api_queue_wait_seconds Oldest job not yet taken by a worker, as this pod last saw it",
         "# TYPE ai_api_queue_wait_seconds gauge",
         f"ai_api_queue_wait_seconds {watch.oldest_wait:.3f}",
-        "# HELP ai_api_shedding Whether this pod refuses new prompts and descriptions now (QUEUE_MAX_WAIT_SECONDS)",
+        "# HELP ai_api_shedding Whether this pod refuses new prompts now (QUEUE_MAX_WAIT_SECONDS)",
         "# TYPE ai_api_shedding gauge",
-        f"ai_api_shedding {int(watch.oldest_wait > watch.max_wait)}",
+        f"ai_api_shedding {int(watch.shedding)}",
+        "# HELP ai_api_worker_slots Worker slots of every live worker, as this pod last saw their reports",
+        "# TYPE ai_api_worker_slots gauge",
+        f"ai_api_worker_slots {watch.backlog.capacity.slots}",
+        "# HELP ai_api_worker_slots_free Worker slots no job holds or waits for, as this pod last saw them",
+        "# TYPE ai_api_worker_slots_free gauge",
+        f"ai_api_worker_slots_free {max(0, watch.free_slots)}",
     ]
+    job_seconds = watch.backlog.capacity.job_seconds
+    if job_seconds is not None:  # known once a worker has finished a chat job
+        lines += [
+            "# HELP ai_api_worker_job_seconds A chat job's average length, as the workers report it",
+            "# TYPE ai_api_worker_job_seconds gauge",
+            f"ai_api_worker_job_seconds {job_seconds:.3f}",
+        ]
+    return lines
 
 
 async def cluster_lines(request: Request) -> list[str]:

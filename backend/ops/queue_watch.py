@@ -1,11 +1,20 @@
 """The queue as the API sees it, refreshed in the background: load shedding and the
 cluster-wide job metrics, with no Redis call on the request path.
 
-Every REFRESH_SECONDS each API process reads how long the oldest job not yet taken by any
-worker has waited. Past QUEUE_MAX_WAIT_SECONDS the workers are behind: new prompts and skill
-descriptions get 503 with Retry-After until they catch up (requests already admitted go on).
-One API process at a time (a lease in Redis) also exports the cluster-wide job series, so a
-sum over pods does not count them twice.
+Every REFRESH_SECONDS each API process reads what waits for the workers (the oldest waiting
+job's age, how many jobs wait) and the workers' own reports of their slots (lua/read_capacity.lua).
+New prompts and skill descriptions get 503 with Retry-After while
+
+- the oldest job not yet taken has waited past QUEUE_MAX_WAIT_SECONDS (the workers are behind), or
+- for a prompt: no worker slot is free for it (the slots the workers report, less the jobs
+  they run and the prompts waiting or admitted by this process since the last refresh), and
+  the first running job should end later than QUEUE_MAX_WAIT_SECONDS from now, counting the
+  jobs queued ahead at the workers' pace (from the jobs' average length). Such a prompt would
+  wait longer than the setting allows: it is refused now, not after it has waited. With no
+  reports (no worker, or none has finished a job yet) only the first rule applies.
+
+Requests already admitted go on. One API process at a time (a lease in Redis) also exports the
+cluster-wide job series, so a sum over pods does not count them twice.
 """
 
 from __future__ import annotations
@@ -16,23 +25,60 @@ import logging
 import math
 import os
 import socket
+from collections.abc import Iterator
+from typing import NoReturn
 
 from backend.errors import ServiceUnavailable
 from backend.store.errors import StoreUnavailable
-from backend.store.queue import JobQueue
+from backend.store.queue import Backlog, Capacity, JobQueue
 
 log = logging.getLogger("backend.ops.queue")
 
-REFRESH_SECONDS = 0.5
+REFRESH_SECONDS = 0.25
 LEADER_LEASE_SECONDS = 10.0
 SHED_MESSAGE = "The assistant is busy right now. Please try again in a few seconds."
+
+
+IDLE = Backlog(0.0, {}, 0, Capacity(0, None, None))
+
+
+def refuse(beyond: float) -> NoReturn:
+    """503: the job would wait `beyond` seconds more than allowed; try again about then."""
+    raise ServiceUnavailable(SHED_MESSAGE, headers={"Retry-After": str(max(1, math.ceil(beyond)))})
+
+
+class Admission:
+    """One admitted job, from admission until its job is queued (or the request ends)."""
+
+    __slots__ = ("counted", "open", "watch")
+
+    def __init__(self, watch: QueueWatch, counted: bool) -> None:
+        self.watch = watch
+        self.counted = counted
+        self.open = counted
+        if counted:
+            watch.in_flight += 1
+
+    def enqueued(self) -> None:
+        """Its job is in the stream: the next refresh sees it."""
+        if self.open:
+            self.close()
+            self.watch.recent.append(asyncio.get_running_loop().time())
+
+    def close(self) -> None:
+        if self.open:
+            self.open = False
+            self.watch.in_flight -= 1
 
 
 class QueueWatch:
     def __init__(self, queue: JobQueue, max_wait_seconds: float) -> None:
         self.queue = queue
         self.max_wait = max_wait_seconds
-        self.oldest_wait = 0.0  # seconds, as of the last refresh
+        self.backlog = IDLE  # as of the last refresh
+        self.refreshed_at = 0.0  # loop time of the last refresh
+        self.in_flight = 0  # prompts this process admitted whose job is not queued yet
+        self.recent: list[float] = []  # when this process queued a prompt's job, since the last read
         self.leader = False  # this process exports the cluster-wide series
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self._task: asyncio.Task[None] | None = None
@@ -46,20 +92,68 @@ class QueueWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def admit(self) -> None:
-        """Raise 503 with Retry-After when the workers are too far behind to take new work."""
+    @property
+    def oldest_wait(self) -> float:
+        return self.backlog.oldest_wait
+
+    @property
+    def shedding(self) -> bool:
+        """Are new prompts refused now (either rule)?"""
+        return self.oldest_wait > self.max_wait or (self.prompt_wait() or 0.0) > self.max_wait
+
+    @property
+    def free_slots(self) -> int:
+        """Worker slots no job holds or waits for, as of the last refresh (negative: a queue)."""
+        backlog = self.backlog
+        return backlog.capacity.slots - backlog.running - backlog.waiting.get("chat", 0)
+
+    def prompt_wait(self) -> float | None:
+        """Seconds a prompt admitted now should wait for a worker slot (None: cannot tell)."""
+        capacity = self.backlog.capacity
+        if capacity.slots == 0:
+            return None
+        queued = self.in_flight + len(self.recent) - self.free_slots  # jobs ahead of this one with no slot
+        if queued < 0:
+            return 0.0
+        job = capacity.job_seconds
+        if capacity.next_end_in is not None:
+            first = max(0.0, capacity.next_end_in - (asyncio.get_running_loop().time() - self.refreshed_at))
+        elif job is not None:
+            first = job  # every running job just started
+        else:
+            return None
+        return first + (queued * job / capacity.slots if job else 0.0)
+
+    @contextlib.contextmanager
+    def admission(self, job_type: str) -> Iterator[Admission]:
+        """Admit a new job (503 with Retry-After when it would wait longer than
+        QUEUE_MAX_WAIT_SECONDS); until the refresh after its `enqueued()` sees it in Redis, a
+        prompt counts against the free slots here, so a burst between two refreshes is not
+        admitted twice over."""
         if self.oldest_wait > self.max_wait:
-            retry_after = max(1, math.ceil(self.oldest_wait - self.max_wait))
-            raise ServiceUnavailable(SHED_MESSAGE, headers={"Retry-After": str(retry_after)})
+            refuse(self.oldest_wait - self.max_wait)
+        counted = job_type == "chat"
+        if counted:
+            wait = self.prompt_wait()
+            if wait is not None and wait > self.max_wait:
+                refuse(wait - self.max_wait)
+        admission = Admission(self, counted)
+        try:
+            yield admission
+        finally:
+            admission.close()
 
     async def _run(self) -> None:
         ticks = 0
         while True:
             try:
-                self.oldest_wait = await self.queue.oldest_wait()
+                read_at = asyncio.get_running_loop().time()
+                self.backlog = await self.queue.backlog()
+                self.refreshed_at = asyncio.get_running_loop().time()
+                self.recent = [at for at in self.recent if at >= read_at]  # older ones are in what was read
                 if ticks % round(LEADER_LEASE_SECONDS / (3 * REFRESH_SECONDS)) == 0:
                     self.leader = await self.queue.hold_lease("metrics-leader", self.holder, LEADER_LEASE_SECONDS)
             except StoreUnavailable:
-                self.oldest_wait = 0.0  # a Redis outage answers 503 by itself; do not shed on stale data
+                self.backlog, self.recent = IDLE, []  # a Redis outage answers 503 by itself; do not shed on stale data
             ticks += 1
             await asyncio.sleep(REFRESH_SECONDS)

@@ -22,6 +22,8 @@ JOB_STREAMS = {"chat": CHAT_JOBS, "questions": QUESTION_JOBS}  # in the order wo
 JOB_GROUP = "workers"
 JOB_ATTEMPTS = PREFIX + "{jobs}:attempts"
 DEAD_JOBS = PREFIX + "{jobs}:dead"
+WORKER_REPORTS = PREFIX + "{jobs}:workers"  # consumer -> "slots next_end_ms job_ms" (lua/report_capacity.lua)
+WORKER_EXPIRIES = PREFIX + "{jobs}:workers:expiry"  # consumer -> when its report expires (ms)
 JOB_STATS = PREFIX + "stats:jobs"  # "<type>:<outcome>" -> count, for /metrics
 
 

@@ -53,6 +53,34 @@ class StreamState:
     consumers: list[dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """What the workers report: their slots (0 when no worker reports), when the first running
+    job should end (seconds; None when none can tell), and a chat job's average length."""
+
+    slots: int
+    next_end_in: float | None
+    job_seconds: float | None  # weighted by the workers' slots
+
+
+def _seconds(ms: int) -> float | None:
+    return ms / 1000 if ms >= 0 else None
+
+
+def _ms(seconds: float | None) -> int:
+    return -1 if seconds is None else int(seconds * 1000)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The queue as load shedding sees it."""
+
+    oldest_wait: float  # seconds the oldest job not yet taken by any worker has waited (0: none)
+    waiting: dict[str, int]  # job type -> jobs not yet taken by a worker
+    running: int  # jobs taken and not yet acknowledged, of every type
+    capacity: Capacity
+
+
 def entry_ms(entry_id: str) -> int:
     return int(entry_id.partition("-")[0])
 
@@ -97,21 +125,45 @@ class JobQueue:
         first = await self.redis.xrange(stream, min=start, count=1)
         return max(0.0, time.time() - entry_ms(first[0][0]) / 1000) if first else 0.0
 
-    async def oldest_wait(self) -> float:
-        """Seconds the oldest job not yet taken by any worker has waited (0 when none): the load
-        shedding signal, two or three calls per stream."""
+    async def backlog(self) -> Backlog:
+        """What waits for the workers and what they run: the load shedding signals, two or three
+        calls per stream and one script."""
         oldest = 0.0
-        for stream in keys.JOB_STREAMS.values():
+        waiting: dict[str, int] = {}
+        running = 0
+        for job_type, stream in keys.JOB_STREAMS.items():
             try:
                 groups = await self.redis.xinfo_groups(stream)
             except ResponseError:  # no stream yet
+                waiting[job_type] = 0
                 continue
             group = next((g for g in groups if g["name"] == keys.JOB_GROUP), None)
             if group is None:
                 oldest = max(oldest, await self._age_after(stream, "-"))
-            elif group.get("lag") != 0:  # 0: nothing waits; None: unknown (entries deleted), look
+                waiting[job_type] = await self.redis.xlen(stream)
+                continue
+            running += group["pending"]
+            lag = group.get("lag")  # None: unknown (entries were deleted): look
+            waiting[job_type] = lag if lag is not None else 1
+            if lag != 0:
                 oldest = max(oldest, await self._age_after(stream, "(" + group["last-delivered-id"]))
-        return oldest
+        return Backlog(oldest, waiting, running, await self.capacity())
+
+    async def capacity(self) -> Capacity:
+        """The slots of every live worker, as their reports add up (lua/read_capacity.lua)."""
+        reply = await self.scripts.read_capacity(keys=[keys.WORKER_REPORTS, keys.WORKER_EXPIRIES])
+        slots, next_end_ms, job_ms = (int(value) for value in reply)
+        return Capacity(slots, _seconds(next_end_ms), _seconds(job_ms))
+
+    async def report_capacity(
+        self, slots: int, next_end_in: float | None, job_seconds: float | None, ttl_seconds: float
+    ) -> None:
+        """This worker's slots, in how many seconds its first running job should end, and how
+        long its chat jobs take on average (None: cannot tell yet); slots 0 withdraws the report."""
+        await self.scripts.report_capacity(
+            keys=[keys.WORKER_REPORTS, keys.WORKER_EXPIRIES],
+            args=[self._consumer, slots, _ms(next_end_in), _ms(job_seconds), int(ttl_seconds * 1000)],
+        )
 
     async def depth(self) -> tuple[int, int]:
         """(jobs not yet delivered to any worker, jobs delivered and not yet acknowledged)."""
