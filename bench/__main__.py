@@ -114,6 +114,7 @@ COLUMNS = {
         "redis_cpu_s",
         "wall_s",
         "kib_per_stream",
+        "redis_kib_per_reply",
         "target",
         "met",
     ],

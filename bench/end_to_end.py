@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import httpx
+import redis as sync_redis
 
 from backend.store.datastore import Store
 from bench.harness import Stack, cpu_seconds, result_of, rss_bytes, run_json_process
@@ -91,6 +92,11 @@ async def warm_up(base_url: str, chats: list[dict[str, Any]]) -> None:
     await asyncio.gather(*(one(chat) for chat in chats))
 
 
+def redis_memory(stack: Stack) -> int:
+    with sync_redis.Redis.from_url(stack.redis.url) as client:
+        return int(client.info("memory")["used_memory"])
+
+
 def steady_rate(per_second: list[list[int]]) -> float:
     """Median events/s over the whole seconds when every admitted stream should be streaming:
     after the last prompt's first token, before the first reply's end."""
@@ -139,6 +145,7 @@ def run_b6(streams: int, max_wait: float | None, slots: int = WORKER_CONCURRENCY
             "redis": [stack.redis.process.pid],
         }
         rss_before = rss_peak = rss_bytes(api.process.pid)
+        redis_before = redis_memory(stack)
         cpu_before = {name: sum(cpu_seconds(p) for p in group) for name, group in pids.items()}
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         offered_seconds = SPREAD_SECONDS + reply_tokens() * TOKEN_DELAY
@@ -167,6 +174,7 @@ def run_b6(streams: int, max_wait: float | None, slots: int = WORKER_CONCURRENCY
             rss_peak = max(rss_peak, rss_bytes(api.process.pid))
             time.sleep(0.2)
         wall = time.monotonic() - started
+        redis_after = redis_memory(stack)  # every admitted reply over, its log kept for REPLY_LOG_TTL_SECONDS
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = {name: sum(cpu_seconds(p) for p in group) - cpu_before[name] for name, group in pids.items()}
         got = result_of(client, timeout=deadline + 60)
@@ -204,6 +212,7 @@ def run_b6(streams: int, max_wait: float | None, slots: int = WORKER_CONCURRENCY
             "wall_s": wall,
             "last_event_s": got["last_event_s"],
             "kib_per_stream": (rss_peak - rss_before) / 1024 / max(1, admitted),
+            "redis_kib_per_reply": (redis_after - redis_before) / 1024 / max(1, admitted),
             "other_status": got["other_status"],
             "ended_otherwise": got["ended_otherwise"],
             "per_second": got["per_second"],
