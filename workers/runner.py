@@ -87,8 +87,9 @@ class Runner:
         for loop in loops:
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
-        with contextlib.suppress(StoreUnavailable):  # no new work for a worker that is leaving
-            await self.queue.report_capacity(0, None, None, REPORT_TTL_SECONDS)
+        with contextlib.suppress(StoreUnavailable, TimeoutError):  # no new work for a worker that is leaving
+            async with asyncio.timeout(1.0):
+                await self.queue.report_capacity(0, None, None, REPORT_TTL_SECONDS)
         await self._drain()
 
     async def _wait_for_redis(self) -> None:
@@ -208,6 +209,7 @@ class Runner:
             if attempt > self.max_attempts:
                 await self._give_up(handler, job, None)
                 return
+            self.started[job.id] = asyncio.get_running_loop().time()  # this attempt's start: what its length is
             try:
                 await handler.run(job)
             except asyncio.CancelledError:

@@ -155,5 +155,8 @@ class QueueWatch:
                     self.leader = await self.queue.hold_lease("metrics-leader", self.holder, LEADER_LEASE_SECONDS)
             except StoreUnavailable:
                 self.backlog, self.recent = IDLE, []  # a Redis outage answers 503 by itself; do not shed on stale data
+            except Exception:
+                log.exception("reading the queue failed")
+                self.backlog, self.recent = IDLE, []
             ticks += 1
             await asyncio.sleep(REFRESH_SECONDS)

@@ -3,9 +3,13 @@ cluster client, refreshed by one reader at a time), and one multiplexed connecti
 node, each call sent to the node that owns its keys' slot.
 
 A call follows the cluster's own answers: MOVED goes to the node named (and the map is read
-again in the background), ASK goes to the importing node behind an ASKING, and a lost or demoted
-node (a failover) reads the map again before the next try. Only that routing is retried here;
-a stall is not (the caller's bound holds), and longer outages are the caller's retry policy.
+again in the background), ASK goes to the importing node behind an ASKING, TRYAGAIN (a
+multi-key call while a migrating slot's keys are split) waits a moment and asks again, and a
+lost or demoted node (a failover) or an uncovered slot reads the map again before the next try.
+Only that routing is retried here, within REDIS_TIMEOUT_SECONDS; a stall is not (the caller's
+bound holds), and longer outages are the caller's retry policy. A connection to a node that left
+the map is not closed by the router (calls may be on it): a lost one fails by itself, a demoted
+one closes on READONLY, and neither reconnects until a call is routed to it again.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import RedisCluster
-from redis.exceptions import AskError, ClusterDownError, MovedError, ReadOnlyError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from backend.store.errors import REDIS_FAILURES, StoreUnavailable
@@ -26,9 +37,9 @@ from backend.store.wire import MultiplexedConnection, ServerAddress
 
 log = logging.getLogger("backend.store.cluster")
 
-ROUTING_TRIES = 4  # enough for a MOVED, then an ASK, then one re-read map
-# Answers after which the slot map is read again before the next try.
-REROUTE_ON = (RedisConnectionError, ReadOnlyError, ClusterDownError, TryAgainError)
+ROUTING_TRIES = 6  # a MOVED, an ASK, a few TRYAGAIN or re-read maps; all within the timeout
+# Answers after which the slot map is read again before the next try (an uncovered slot too).
+REROUTE_ON = (RedisConnectionError, ReadOnlyError, ClusterDownError, RedisClusterException)
 
 Node = tuple[str, int]
 
@@ -50,9 +61,6 @@ class Topology:
         """The owner in the map as last read (SlotNotCoveredError when the map has no owner)."""
         node = self.cluster.get_node_from_key(key)  # type: ignore[arg-type]
         return node.host, node.port
-
-    def masters(self) -> set[Node]:
-        return {(node.host, node.port) for node in self.cluster.get_primaries()}
 
     async def refresh(self) -> None:
         """Read the map again; callers that ask while a read is under way share it."""
@@ -108,31 +116,31 @@ class ClusterConnections:
     async def _routed(self, key: str | bytes, send: Callable[[MultiplexedConnection, bool], Awaitable[Any]]) -> Any:
         target: Node | None = None
         asking = False
+        deadline = asyncio.get_running_loop().time() + self.timeout
         for attempt in range(ROUTING_TRIES):
-            node = target or await self.topology.node_for(key)
             try:
+                node = target or await self.topology.node_for(key)
                 return await send(self._at(node), asking)
             except MovedError as moved:  # the slot lives elsewhere now
                 target, asking = moved.node_addr, False
                 self.topology.refresh_soon()
+                continue
             except AskError as ask:  # the slot is being migrated and this key already moved
                 target, asking = ask.node_addr, True
-            except REROUTE_ON:
-                if attempt == ROUTING_TRIES - 1:
+                continue
+            except TryAgainError:  # a multi-key call while the slot's keys are split: the same node, shortly
+                if attempt == ROUTING_TRIES - 1 or asyncio.get_running_loop().time() > deadline:
+                    raise
+            except REROUTE_ON:  # the node is lost or no longer the slot's master: read the map again
+                if attempt == ROUTING_TRIES - 1 or asyncio.get_running_loop().time() > deadline:
                     raise
                 target, asking = None, False
-                await asyncio.sleep(random.uniform(0.01, 0.05))
                 with contextlib.suppress(StoreUnavailable):
                     await self.topology.refresh()
-                await self._forget_gone_nodes()
-        raise RedisConnectionError(f"no cluster node took the call after {ROUTING_TRIES} redirections")
-
-    async def _forget_gone_nodes(self) -> None:
-        masters = self.topology.masters()
-        for node in [node for node in self.nodes if node not in masters]:
-            await self.nodes.pop(node).close()
+            await asyncio.sleep(random.uniform(0.02, 0.06))
+        raise RedisConnectionError(f"no cluster node took the call after {ROUTING_TRIES} tries")
 
     async def close(self) -> None:
-        for connection in self.nodes.values():
+        for connection in list(self.nodes.values()):
             await connection.close()
         self.nodes.clear()

@@ -45,8 +45,19 @@ class Store:
         # The hot calls (every script: session checks, chunk appends, each state change; and a
         # stream's opening reads) go on multiplexed connections: one to a single Redis, one per
         # master of a Cluster, routed by slot. redis-py's pools carry the other commands.
-        self.topology = Topology(self.redis, self.timeout) if isinstance(self.redis, RedisCluster) else None
+        # The slot map is read on a client of its own: redis-py marks every pooled connection of a
+        # client for reconnect when that client re-reads the map.
+        self.topology = (
+            Topology(self._client(decode=False), self.timeout) if isinstance(self.redis, RedisCluster) else None  # type: ignore[arg-type]
+        )
         self.command_path: CommandPath = (
+            ClusterConnections(self.topology, self.address, self.timeout)
+            if self.topology is not None
+            else MultiplexedConnection(self.address, self.timeout)
+        )
+        # Heartbeats (writer leases, open-stream holds) go on a lane of their own: on a process
+        # whose command path is backed up with chunks, they still arrive before their leases expire.
+        self.heartbeat_path: CommandPath = (
             ClusterConnections(self.topology, self.address, self.timeout)
             if self.topology is not None
             else MultiplexedConnection(self.address, self.timeout)
@@ -67,6 +78,7 @@ class Store:
             # queued a lease after that has lost its job.
             queued_seconds=settings.QUEUE_MAX_WAIT_SECONDS + settings.JOB_LEASE_SECONDS,
             max_messages=settings.CHAT_HISTORY_MAX_MESSAGES,
+            heartbeats=self.heartbeat_path,
         )
         self.chats = Chats(
             self.redis,
@@ -77,7 +89,11 @@ class Store:
         )
         # A stream of a pod that died stops counting within JOB_LEASE_SECONDS, like its replies.
         self.streams = OpenStreams(
-            self.redis, self.scripts, per_user=settings.STREAMS_PER_USER_MAX, hold_seconds=settings.JOB_LEASE_SECONDS
+            self.redis,
+            self.scripts,
+            per_user=settings.STREAMS_PER_USER_MAX,
+            hold_seconds=settings.JOB_LEASE_SECONDS,
+            heartbeats=self.heartbeat_path,
         )
         self.tickets = StreamTickets(self.redis)
         self.limiter = RateLimiter(self.scripts)
@@ -107,6 +123,7 @@ class Store:
     async def close(self) -> None:
         """Close every connection; bounded, so a shutdown never hangs on a pool."""
         await self.command_path.close()
+        await self.heartbeat_path.close()
         for client in self._clients:
             with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
                 async with asyncio.timeout(1.0):  # redis-py's pool can wait on a connection a cancelled task held

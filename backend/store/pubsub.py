@@ -281,5 +281,10 @@ class ClusterHub:
                 continue
             homeless, self._homeless = self._homeless, {}
             for channel, listeners in homeless.items():
-                self._hub_at(*self.topology.known_node_for(channel)).add(channel, listeners)
+                try:
+                    node = self.topology.known_node_for(channel)
+                except REDIS_FAILURES:  # its slot has no owner in this map yet: next round
+                    self._homeless.setdefault(channel, set()).update(listeners)
+                    continue
+                self._hub_at(*node).add(channel, listeners)
             log.info("channels re-routed after a topology change", extra={"channels": len(homeless)})

@@ -60,10 +60,12 @@ class Replies:
         lease_seconds: float,
         queued_seconds: float,
         max_messages: int,
+        heartbeats: CommandPath,
     ) -> None:
         self.redis = redis
         self.path = path  # stream opens (state, log pages) on the multiplexed connections; frames stay bytes
         self.scripts = scripts
+        self.heartbeats = heartbeats  # lease renewals: a lane of their own, never behind a backlog of chunks
         self.db = db
         self.log_ttl = log_ttl
         self.max_messages = max_messages  # history kept per chat when a reply is saved
@@ -135,7 +137,8 @@ class Replies:
         """Renew the writer leases of many replies (user, chat, generation, token) at once."""
         calls = [([keys.chat(u, c), keys.reply_lease(u, c)], [g, t, self.lease_ms]) for u, c, g, t in leases]
         for start in range(0, len(calls), BATCH):  # calls sent together go out in one write per node
-            await asyncio.gather(*(self.scripts.renew_reply(keys=k, args=a) for k, a in calls[start : start + BATCH]))
+            batch = calls[start : start + BATCH]
+            await asyncio.gather(*(self.scripts.renew_reply(keys=k, args=a, path=self.heartbeats) for k, a in batch))
 
     def writer(
         self,

@@ -39,9 +39,10 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
         self.path = path
 
-    async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg] = ()) -> Any:
+    async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg] = (), *, path: CommandPath | None = None) -> Any:
+        """`path`: another lane than the script path (heartbeats, which must not queue behind chunks)."""
         command = pack_command("EVALSHA", self.sha, len(keys), *keys, *args)
-        return decoded(await self.path.evalsha(self.source, command, keys[0]))
+        return decoded(await (path or self.path).evalsha(self.source, command, keys[0]))
 
     async def raw(self, command: bytes, key: str | bytes) -> Any:
         """A call packed by the caller (`prefix()` plus its arguments), answered as bytes: the

@@ -17,6 +17,7 @@ from backend.store import keys
 from backend.store.clients import AnyRedis
 from backend.store.errors import translate_errors
 from backend.store.scripts import Scripts
+from backend.store.wire import CommandPath
 
 BATCH = 500  # script calls in flight at once when extending holds
 
@@ -30,9 +31,12 @@ class OpenStream(IntEnum):
 
 @translate_errors
 class OpenStreams:
-    def __init__(self, redis: AnyRedis, scripts: Scripts, *, per_user: int, hold_seconds: float) -> None:
+    def __init__(
+        self, redis: AnyRedis, scripts: Scripts, *, per_user: int, hold_seconds: float, heartbeats: CommandPath
+    ) -> None:
         self.redis = redis
         self.scripts = scripts
+        self.heartbeats = heartbeats  # holds: a lane of their own, never behind a backlog of other calls
         self.per_user = per_user
         self.hold_ms = max(1, int(hold_seconds * 1000))
         self.prefix = secrets.token_hex(8)  # stream ids unique across pods without a round trip
@@ -65,4 +69,5 @@ class OpenStreams:
         if not calls:
             return
         for start in range(0, len(calls), BATCH):  # calls sent together go out in one write per node
-            await asyncio.gather(*(self.scripts.hold_streams(keys=k, args=a) for k, a in calls[start : start + BATCH]))
+            batch = calls[start : start + BATCH]
+            await asyncio.gather(*(self.scripts.hold_streams(keys=k, args=a, path=self.heartbeats) for k, a in batch))

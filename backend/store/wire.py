@@ -283,11 +283,14 @@ class MultiplexedConnection:
         self._connecting: asyncio.Lock | None = None
         self._reconnect = Reconnector(cap=0.5)  # a Redis that is back is used again within half a second
         self._watchdog: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def _connect(self) -> RespProtocol:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
+            if self._closed:
+                raise RedisConnectionError("the connection was closed")
             if self._protocol is not None and not self._protocol.lost:
                 return self._protocol
             if self._reconnect.wait_time():
@@ -298,6 +301,9 @@ class MultiplexedConnection:
                 self._reconnect.failed()
                 raise
             self._reconnect.succeeded()
+            if self._closed:  # closed while this one was being made
+                protocol.fail(RedisConnectionError("the connection was closed"))
+                raise RedisConnectionError("the connection was closed")
             self._protocol = protocol
             if self._watchdog is None or self._watchdog.done():
                 self._watchdog = asyncio.get_running_loop().create_task(self._watch(), name="redis-watchdog")
@@ -337,6 +343,7 @@ class MultiplexedConnection:
             return await self.call_packed(command, asking=asking)
 
     async def close(self) -> None:
+        self._closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
