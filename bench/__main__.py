@@ -77,6 +77,7 @@ COLUMNS = {
         "latency_p50_ms",
         "latency_p99_ms",
         "api_cpu_percent",
+        "redis_us_per_event",
         "kib_per_stream",
         "vs_ceiling",
         "vs_single",

@@ -49,6 +49,11 @@ class Stack:
         self.services.append(worker)
         return worker.start()
 
+    def redis_pids(self) -> list[int]:
+        """The redis-server processes (every node of a cluster)."""
+        servers = self.redis.live if isinstance(self.redis, RedisCluster) else [self.redis]
+        return [server.process.pid for server in servers if server.process is not None]
+
     def store(self, **settings: Any) -> Store:
         return Store(Settings(REDIS_URL=self.redis.url, REDIS_CLUSTER=self.cluster, **settings))
 

@@ -74,6 +74,7 @@ def relay_run(
         time.sleep(0.5)
         rss_open = rss_bytes(api.process.pid)
         cpu_before = cpu_seconds(api.process.pid)
+        redis_before = sum(cpu_seconds(pid) for pid in stack.redis_pids())
         started = time.monotonic()
         # Like several workers: the replies are split over PUBLISHERS processes.
         publishers = [
@@ -98,6 +99,7 @@ def relay_run(
         published = [result_of(p, timeout=deadline + 60) for p in publishers]
         received = result_of(client, timeout=deadline + 60)
         busy = cpu_seconds(api.process.pid) - cpu_before
+        redis_busy = sum(cpu_seconds(pid) for pid in stack.redis_pids()) - redis_before
         wall = time.monotonic() - started
         return {
             "streams": streams,
@@ -108,6 +110,8 @@ def relay_run(
             "writers_failed": sum(p["writers_failed"] for p in published),
             "writer_error": next((p["writer_error"] for p in published if p["writer_error"]), None),
             "api_cpu_percent": 100 * busy / wall,
+            # Redis's CPU per delivered event (every node of a cluster): what a chunk costs Redis.
+            "redis_us_per_event": redis_busy * 1e6 / max(1, received["events"]),
             "kib_per_stream": (rss_open - rss_before) / 1024 / streams,
             "subscribers_killed": killed,
         }
