@@ -50,12 +50,11 @@ def refuse(beyond: float) -> NoReturn:
 class Admission:
     """One admitted job, from admission until its job is queued (or the request ends)."""
 
-    __slots__ = ("counted", "open", "watch")
+    __slots__ = ("open", "watch")
 
     def __init__(self, watch: QueueWatch, counted: bool) -> None:
         self.watch = watch
-        self.counted = counted
-        self.open = counted
+        self.open = counted  # only prompts count against the free slots
         if counted:
             watch.in_flight += 1
 
