@@ -50,18 +50,10 @@ class Store:
         self.topology = (
             Topology(self._client(decode=False), self.timeout) if isinstance(self.redis, RedisCluster) else None  # type: ignore[arg-type]
         )
-        self.command_path: CommandPath = (
-            ClusterConnections(self.topology, self.address, self.timeout)
-            if self.topology is not None
-            else MultiplexedConnection(self.address, self.timeout)
-        )
+        self.command_path = self._multiplexed()
         # Heartbeats (writer leases, open-stream holds) go on a lane of their own: on a process
         # whose command path is backed up with chunks, they still arrive before their leases expire.
-        self.heartbeat_path: CommandPath = (
-            ClusterConnections(self.topology, self.address, self.timeout)
-            if self.topology is not None
-            else MultiplexedConnection(self.address, self.timeout)
-        )
+        self.heartbeat_path = self._multiplexed()
         self.scripts = Scripts(self.command_path)
         self.users = Users(self.redis, self.scripts, settings.SESSION_TTL_SECONDS)
         self.logins = Logins(self.redis)
@@ -100,6 +92,12 @@ class Store:
         self.control = Control(self._client() if worker else self.redis, self.address.db)
         blocking = self._client(read_timeout=JOB_READ_BLOCK_MS / 1000 + self.timeout) if worker else None
         self.queue = JobQueue(self.redis, self.scripts, blocking)
+
+    def _multiplexed(self) -> CommandPath:
+        """Multiplexed connections: one to a single Redis, or one per master of a Cluster."""
+        if self.topology is not None:
+            return ClusterConnections(self.topology, self.address, self.timeout)
+        return MultiplexedConnection(self.address, self.timeout)
 
     def _client(self, *, decode: bool = True, read_timeout: float | None = None) -> AnyRedis:
         client = connect(self.settings, decode=decode, read_timeout=read_timeout)
