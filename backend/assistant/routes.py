@@ -24,7 +24,7 @@ from backend.assistant.models import (
 )
 from backend.assistant.relay import SSE_CONTENT_TYPE, SSE_HEADERS, parse_event_id
 from backend.auth.guard import authenticated, authenticated_or_ticket
-from backend.errors import ApiError, BadRequest, Conflict, NotFound, TooManyRequests
+from backend.errors import ApiError, BadRequest, Conflict, NotFound, limit_rate
 from backend.parsing import parse_body
 from backend.store.chats import ReplyInFlight, TooManyChats
 from backend.store.errors import StoreUnavailable
@@ -214,9 +214,7 @@ async def send_message(request: Request, chat_id: int) -> HTTPResponse | None:
     # 503 with Retry-After when no worker slot frees soon enough or the workers are behind: decided
     # from memory, first, so a refusal costs no Redis call and no rate-limit budget.
     with ctx.queue_watch.admission("chat") as admission:
-        wait = await ctx.store.limiter.retry_after("chat", str(user_id), ctx.settings.RATE_LIMIT_CHAT_PER_MINUTE)
-        if wait:
-            raise TooManyRequests(wait)
+        await limit_rate(ctx.store.limiter, "chat", str(user_id), ctx.settings.RATE_LIMIT_CHAT_PER_MINUTE)
         async with open_stream(request):  # before the prompt is stored: a 429 changes nothing
             try:
                 gen = await ctx.store.chats.start_reply(user_id, chat_id, body.prompt)
@@ -235,6 +233,14 @@ async def send_message(request: Request, chat_id: int) -> HTTPResponse | None:
             response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
             await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, 0)
     return None
+
+
+async def reply_state(request: Request, chat_id: int) -> tuple[int, str, int]:
+    """(generation, status, last seq) of the caller's chat's newest reply; 404 for no such chat."""
+    gen, status, seq = await request.app.ctx.store.replies.state(request.ctx.user_id, chat_id)
+    if gen is None:
+        raise NotFound(NO_CHAT)
+    return gen, status, seq
 
 
 def _last_event_id(request: Request) -> str:
@@ -277,9 +283,7 @@ def _last_event_id(request: Request) -> str:
 async def resume(request: Request, chat_id: int) -> HTTPResponse | None:
     ctx = request.app.ctx
     user_id = request.ctx.user_id
-    gen, _, seq = await ctx.store.replies.state(user_id, chat_id)
-    if gen is None:
-        raise NotFound(NO_CHAT)
+    gen, _, seq = await reply_state(request, chat_id)
     if gen == 0:
         raise NotFound("This chat has no reply yet.")
     after = 0
@@ -289,9 +293,7 @@ async def resume(request: Request, chat_id: int) -> HTTPResponse | None:
         if event is None or event[0] != gen or event[1] > seq:
             raise BadRequest("Last-Event-ID is not an event of this chat's newest reply.")
         after = event[1]
-    wait = await ctx.store.limiter.retry_after("stream", str(user_id), ctx.settings.RATE_LIMIT_STREAM_PER_MINUTE)
-    if wait:
-        raise TooManyRequests(wait)
+    await limit_rate(ctx.store.limiter, "stream", str(user_id), ctx.settings.RATE_LIMIT_STREAM_PER_MINUTE)
     async with open_stream(request):
         response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
         await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, after)
@@ -314,12 +316,8 @@ async def stream_ticket(request: Request, chat_id: int) -> HTTPResponse:
     ctx = request.app.ctx
     user_id = request.ctx.user_id
     # Tickets count against the stream-open budget's rate (their own bucket): each lives in Redis a while.
-    wait = await ctx.store.limiter.retry_after("ticket", str(user_id), ctx.settings.RATE_LIMIT_STREAM_PER_MINUTE)
-    if wait:
-        raise TooManyRequests(wait)
-    gen, _, _ = await ctx.store.replies.state(user_id, chat_id)
-    if gen is None:
-        raise NotFound(NO_CHAT)
+    await limit_rate(ctx.store.limiter, "ticket", str(user_id), ctx.settings.RATE_LIMIT_STREAM_PER_MINUTE)
+    await reply_state(request, chat_id)  # 404 for a chat that is not the caller's
     ticket = await ctx.store.tickets.issue(user_id, chat_id, request.ctx.token)
     return json({"ticket": ticket, "expiresIn": ctx.store.tickets.ttl})
 
@@ -335,9 +333,7 @@ async def stream_ticket(request: Request, chat_id: int) -> HTTPResponse:
 async def stop(request: Request, chat_id: int) -> HTTPResponse:
     ctx = request.app.ctx
     user_id = request.ctx.user_id
-    gen, status, _ = await ctx.store.replies.state(user_id, chat_id)
-    if gen is None:
-        raise NotFound(NO_CHAT)
+    gen, status, _ = await reply_state(request, chat_id)
     if status == ReplyStatus.IDLE or not await ctx.store.replies.finish(user_id, chat_id, gen, "stopped"):
         raise Conflict("No reply is being written in this chat.")
     await ctx.store.control.stop_reply(user_id, chat_id, gen)

@@ -12,7 +12,7 @@ from sanic.response import HTTPResponse, json
 from backend.apidoc import MessageResponse, Param, operation
 from backend.auth.guard import authenticated
 from backend.auth.models import AuthCallbackResponse, AuthResponse, UserInfoResponse
-from backend.errors import BadRequest, TooManyRequests
+from backend.errors import BadRequest, limit_rate
 from backend.parsing import client_address
 from backend.store.interview import NOT_STARTED, SUCCESS
 
@@ -29,9 +29,7 @@ bp = Blueprint("auth", url_prefix="/user")
 )
 async def auth_code(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
-    wait = await ctx.store.limiter.retry_after("auth", client_address(request), ctx.settings.RATE_LIMIT_AUTH_PER_MINUTE)
-    if wait:
-        raise TooManyRequests(wait)
+    await limit_rate(ctx.store.limiter, "auth", client_address(request), ctx.settings.RATE_LIMIT_AUTH_PER_MINUTE)
     state = secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(48)
     nonce = secrets.token_urlsafe(24)

@@ -11,7 +11,7 @@ from sanic.response import HTTPResponse, json
 
 from backend.apidoc import INT64, Json, MessageResponse, Param, operation, trimmed
 from backend.auth.guard import authenticated
-from backend.errors import BadRequest, Conflict, NotFound, TooManyRequests
+from backend.errors import BadRequest, Conflict, NotFound, limit_rate
 from backend.interview.models import UserQuestionsResponse
 from backend.parsing import parse_body
 from backend.store.errors import StoreUnavailable
@@ -53,11 +53,7 @@ async def skill_description(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
     user_id = request.ctx.user_id
     with ctx.queue_watch.admission("questions") as admission:  # workers far behind: 503 with Retry-After
-        wait = await ctx.store.limiter.retry_after(
-            "interview", str(user_id), ctx.settings.RATE_LIMIT_INTERVIEW_PER_MINUTE
-        )
-        if wait:
-            raise TooManyRequests(wait)
+        await limit_rate(ctx.store.limiter, "interview", str(user_id), ctx.settings.RATE_LIMIT_INTERVIEW_PER_MINUTE)
         interview_id = await ctx.store.interview.start(user_id, body.description)
         try:
             await ctx.store.queue.enqueue("questions", request.ctx.request_id, userId=user_id, interviewId=interview_id)

@@ -102,52 +102,46 @@ class JobQueue:
         """Depth, lag, pending jobs, consumers and the oldest waiting job of each stream."""
         states = []
         for job_type, stream in keys.JOB_STREAMS.items():
-            try:
-                groups = await self.redis.xinfo_groups(stream)
-                length = await self.redis.xlen(stream)
-            except ResponseError:  # no stream yet
-                states.append(StreamState(job_type, 0, 0, 0, 0.0, []))
-                continue
-            group = next((g for g in groups if g["name"] == keys.JOB_GROUP), None)
-            if group is None:
-                states.append(StreamState(job_type, length, length, 0, await self._age_after(stream, "-"), []))
-                continue
-            consumers = [
-                {"name": c["name"], "pending": int(c["pending"]), "idleMs": int(c["idle"])}
-                for c in await self.redis.xinfo_consumers(stream, keys.JOB_GROUP)
-            ]
-            waiting = int(group.get("lag") or 0)
-            age = await self._age_after(stream, "(" + group["last-delivered-id"]) if waiting else 0.0
-            states.append(StreamState(job_type, length, waiting, int(group["pending"]), age, consumers))
+            waiting, pending, age, group = await self._stream_backlog(stream)
+            consumers = (
+                [
+                    {"name": c["name"], "pending": int(c["pending"]), "idleMs": int(c["idle"])}
+                    for c in await self.redis.xinfo_consumers(stream, keys.JOB_GROUP)
+                ]
+                if group is not None
+                else []
+            )
+            states.append(StreamState(job_type, await self.redis.xlen(stream), waiting, pending, age, consumers))
         return states
-
-    async def _age_after(self, stream: str, start: str) -> float:
-        first = await self.redis.xrange(stream, min=start, count=1)
-        return max(0.0, time.time() - entry_ms(first[0][0]) / 1000) if first else 0.0
 
     async def backlog(self) -> Backlog:
         """What waits for the workers and what they run: the load shedding signals, two or three
         calls per stream and one script."""
-        oldest = 0.0
-        waiting: dict[str, int] = {}
-        running = 0
+        oldest, running, waiting = 0.0, 0, {}
         for job_type, stream in keys.JOB_STREAMS.items():
-            try:
-                groups = await self.redis.xinfo_groups(stream)
-            except ResponseError:  # no stream yet
-                waiting[job_type] = 0
-                continue
-            group = next((g for g in groups if g["name"] == keys.JOB_GROUP), None)
-            if group is None:
-                oldest = max(oldest, await self._age_after(stream, "-"))
-                waiting[job_type] = await self.redis.xlen(stream)
-                continue
-            running += group["pending"]
-            lag = group.get("lag")  # None: unknown (entries were deleted): look
-            waiting[job_type] = lag if lag is not None else 1
-            if lag != 0:
-                oldest = max(oldest, await self._age_after(stream, "(" + group["last-delivered-id"]))
+            waiting[job_type], pending, age, _ = await self._stream_backlog(stream)
+            running += pending
+            oldest = max(oldest, age)
         return Backlog(oldest, waiting, running, await self.capacity())
+
+    async def _stream_backlog(self, stream: str) -> tuple[int, int, float, dict[str, Any] | None]:
+        """(jobs not yet taken, jobs taken and not acknowledged, the oldest waiting job's age, the
+        group) of one stream; nothing waits in a stream that does not exist yet."""
+        try:
+            groups = await self.redis.xinfo_groups(stream)
+        except ResponseError:  # no stream yet
+            return 0, 0, 0.0, None
+        group = next((g for g in groups if g["name"] == keys.JOB_GROUP), None)
+        if group is None:  # no worker has read it yet: everything waits
+            return await self.redis.xlen(stream), 0, await self._age_after(stream, "-"), None
+        lag = group.get("lag")  # None: unknown (entries were deleted): look
+        age = await self._age_after(stream, "(" + group["last-delivered-id"]) if lag != 0 else 0.0
+        waiting = lag if lag is not None else int(age > 0)
+        return waiting, int(group["pending"]), age, group
+
+    async def _age_after(self, stream: str, start: str) -> float:
+        first = await self.redis.xrange(stream, min=start, count=1)
+        return max(0.0, time.time() - entry_ms(first[0][0]) / 1000) if first else 0.0
 
     async def capacity(self) -> Capacity:
         """The slots of every live worker, as their reports add up (lua/read_capacity.lua)."""

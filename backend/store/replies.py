@@ -26,7 +26,6 @@ FinishMode = Literal["done", "error", "stopped", "fail", "reap"]
 
 DEAD_WORKER_MESSAGE = "The assistant stopped responding. Please send your message again."
 LOG_PAGE = 500  # log entries read per call: a long replay is read and written in pages
-BATCH = 500  # lease renewals in flight at once
 REPLY_STATE = ("replyGen", "replyStatus", "replySeq")  # fields of the chat hash
 
 
@@ -136,9 +135,7 @@ class Replies:
     async def renew_many(self, leases: list[tuple[int, int, int, str]]) -> None:
         """Renew the writer leases of many replies (user, chat, generation, token) at once."""
         calls = [([keys.chat(u, c), keys.reply_lease(u, c)], [g, t, self.lease_ms]) for u, c, g, t in leases]
-        for start in range(0, len(calls), BATCH):  # calls sent together go out in one write per node
-            batch = calls[start : start + BATCH]
-            await asyncio.gather(*(self.scripts.renew_reply(keys=k, args=a, path=self.heartbeats) for k, a in batch))
+        await self.scripts.renew_reply.many(calls, path=self.heartbeats)
 
     def writer(
         self,

@@ -3,6 +3,7 @@ connection on a single Redis, one per node on a Cluster: see backend/store/wire.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
@@ -17,6 +18,7 @@ _PACKAGED = Path(str(resources.files(__package__) / "lua"))
 LUA_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent.parent / "lua"
 
 Arg = str | bytes | int | float
+MANY_IN_FLIGHT = 500
 
 
 def decoded(reply: Any) -> Any:
@@ -43,6 +45,12 @@ class Script:
         """`path`: another lane than the script path (heartbeats, which must not queue behind chunks)."""
         command = pack_command("EVALSHA", self.sha, len(keys), *keys, *args)
         return decoded(await (path or self.path).evalsha(self.source, command, keys[0]))
+
+    async def many(self, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]], *, path: CommandPath) -> None:
+        """Run it once per (keys, args), MANY_IN_FLIGHT calls at a time: the calls of one batch
+        leave together (one write per node), the answers are not needed."""
+        for start in range(0, len(calls), MANY_IN_FLIGHT):
+            await asyncio.gather(*(self(keys, args, path=path) for keys, args in calls[start : start + MANY_IN_FLIGHT]))
 
     async def raw(self, command: bytes, key: str | bytes) -> Any:
         """A call packed by the caller (`prefix()` plus its arguments), answered as bytes: the

@@ -8,7 +8,6 @@ of a pod that died expire within `hold_seconds` and are dropped by the next open
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import secrets
 from enum import IntEnum
@@ -18,8 +17,6 @@ from backend.store.clients import AnyRedis
 from backend.store.errors import translate_errors
 from backend.store.scripts import Scripts
 from backend.store.wire import CommandPath
-
-BATCH = 500  # script calls in flight at once when extending holds
 
 
 class OpenStream(IntEnum):
@@ -66,8 +63,4 @@ class OpenStreams:
     async def hold(self) -> None:
         """Extend every stream this process has open: one script call per user, pipelined."""
         calls = [([keys.open_streams(user_id)], [self.hold_ms, *ids]) for user_id, ids in self.held.items()]
-        if not calls:
-            return
-        for start in range(0, len(calls), BATCH):  # calls sent together go out in one write per node
-            batch = calls[start : start + BATCH]
-            await asyncio.gather(*(self.scripts.hold_streams(keys=k, args=a, path=self.heartbeats) for k, a in batch))
+        await self.scripts.hold_streams.many(calls, path=self.heartbeats)
