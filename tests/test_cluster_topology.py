@@ -11,9 +11,8 @@ on both pods, with nothing restarted. One cluster per test: each test changes it
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -24,7 +23,7 @@ from devstack.login import auth, dev_login
 from devstack.redis_server import RedisCluster, RedisServer
 from devstack.services import Api
 from tests.conftest import Processes
-from tests.support.sse import Event, read
+from tests.support.sse import Event, events, read
 from tests.test_chat import new_chat
 
 # About 125 events 60 ms apart: a reply stays open some 7.5 s, longer than any change below takes.
@@ -108,7 +107,7 @@ class Live:
                 if response.status_code != 200:
                     self.error = f"HTTP {response.status_code}: {(await response.aread())[:200]!r}"
                     return
-                async for event in sse_events(response):
+                async for event in events(response):
                     self.events.append(event)
                     self.times.append(time.monotonic())
         except httpx.HTTPError as error:
@@ -145,27 +144,6 @@ class Live:
             f"status {self.status}, {len(self.events)} events, last {last and (last.id, last.event, last.data)}, "
             f"longest silence {longest[0]:.1f}s after {longest[1]}, error {self.error or '-'}"
         )
-
-
-async def sse_events(response: httpx.Response) -> AsyncIterator[Event]:
-    """Events as they arrive (tests.support.sse.read parses the same way, but returns at the end)."""
-    current, pending = Event(), ""
-    async for chunk in response.aiter_text():
-        *lines, pending = (pending + chunk).split("\n")
-        for line in lines:
-            if line == "":
-                if current.id or current.data:
-                    yield current
-                current = Event()
-            elif not line.startswith(":"):
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if name == "id":
-                    current.id = value
-                elif name == "event":
-                    current.event = value
-                elif name == "data":
-                    current.data = json.loads(value)
 
 
 Change = Callable[[RedisCluster, int], Callable[[], None]]  # (cluster, user's slot) -> a check run afterwards

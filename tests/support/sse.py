@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -39,23 +41,23 @@ class Stream:
         return bool(self.events) and self.last.event in ("done", "error")
 
 
-async def read(response: httpx.Response, *, max_events: int | None = None) -> Stream:
-    """Read until the server closes the stream (or `max_events` arrived)."""
-    stream = Stream()
+async def events(response: httpx.Response, stream: Stream | None = None) -> AsyncIterator[Event]:
+    """Events as they arrive, parsed as EventSource does. With `stream`, the raw text, comments
+    and `retry:` hint are kept there too."""
     current = Event()
     pending = ""
     async for chunk in response.aiter_text():
-        stream.raw += chunk
+        if stream is not None:
+            stream.raw += chunk
         *lines, pending = (pending + chunk).split("\n")  # the last piece may be a partial line
         for line in lines:
             if line == "":
                 if current.id or current.data:
-                    stream.events.append(current)
-                    if max_events is not None and len(stream.events) >= max_events:
-                        return stream
+                    yield current
                 current = Event()
             elif line.startswith(":"):
-                stream.comments.append(line)
+                if stream is not None:
+                    stream.comments.append(line)
             else:
                 name, _, value = line.partition(":")
                 value = value.removeprefix(" ")
@@ -65,6 +67,16 @@ async def read(response: httpx.Response, *, max_events: int | None = None) -> St
                     current.event = value
                 elif name == "data":
                     current.data = json.loads(value)
-                elif name == "retry" and value.isascii() and value.isdigit():
+                elif name == "retry" and value.isascii() and value.isdigit() and stream is not None:
                     stream.retry = int(value)  # as EventSource: it sets the delay and is no event
+
+
+async def read(response: httpx.Response, *, max_events: int | None = None) -> Stream:
+    """Read until the server closes the stream (or `max_events` arrived)."""
+    stream = Stream()
+    async with contextlib.aclosing(events(response, stream)) as arriving:
+        async for event in arriving:
+            stream.events.append(event)
+            if max_events is not None and len(stream.events) >= max_events:
+                break
     return stream
