@@ -11,10 +11,8 @@ import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +43,7 @@ from backend.store.replies import ReplyStatus as StoredReplyStatus
 from config.settings import Settings
 from devstack.login import auth, dev_login
 from tests.conftest import Processes, eventually, isolated_url
+from tests.support.browser import offline_chromium
 from tests.support.sse import read
 
 SUPPORT = Path(__file__).parent / "support"
@@ -559,39 +558,13 @@ async def test_docs_page_and_its_assets_are_served_here(client: httpx.AsyncClien
     assert (await client.get("/docs/assets/5.31.0/no-such-file.js")).status_code == 404
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
 def test_docs_page_renders_in_a_browser_with_no_network(stack: Any) -> None:
     """Headless Chromium, every host but loopback unresolvable: the page lists every operation,
     and the console shows no failed request and no Content-Security-Policy violation."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the dev extra")
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.skip("apt-get install -y chromium chromium-driver (.ci/run installs them)")
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    with offline_chromium() as driver:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
 
-    os.environ["SE_OFFLINE"] = "true"  # selenium-manager must not download anything
-    profile = tempfile.mkdtemp(prefix="chromium-docs-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        "--window-size=1200,900",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
-    try:
         driver.get(f"{stack.url}/docs")
         WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 18)
         title = driver.find_element(By.CSS_SELECTOR, ".info .title").text
@@ -600,6 +573,3 @@ def test_docs_page_renders_in_a_browser_with_no_network(stack: Any) -> None:
         assert "/assistant/chat/{chatId}/stream" in text and "/user/questions/{id}/answer" in text
         problems = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
         assert problems == [], problems
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)

@@ -11,10 +11,7 @@ failed request. Screenshots go to tests/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,17 +25,16 @@ import pytest
 from devstack.ports import free_port
 from devstack.services import Api
 from tests.conftest import Processes, isolated_url
+from tests.support.browser import offline_chromium
 from tests.test_proxy import Nginx, nginx_binary
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 # About 3 s per reply: slow enough to stop it, reload mid-way and kill a pod under it.
 SLOW_REPLY = {"FAKE_LLM_TOKEN_DELAY_MS": "40", "FAKE_LLM_REPLY_WORDS": "70"}
 QUESTIONS = 4
 WAIT = 15  # seconds any one step may take
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (dev extra) is not installed: make install")
+pytest.importorskip("selenium.webdriver", reason="selenium (dev extra) is not installed: make install")
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -92,36 +88,9 @@ def site(processes: Processes, redis_url: str) -> Iterator[Site]:
 
 
 @pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.skip("apt-get install -y chromium chromium-driver (.ci/run installs them)")
-    monkeypatch.setenv("SE_OFFLINE", "true")  # selenium-manager must not download anything
-    profile = tempfile.mkdtemp(prefix="chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-extensions",
-        f"--user-data-dir={profile}",
-        "--window-size=1200,900",
-        # every other host fails to resolve: a page reaching for a CDN fails visibly
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
-    try:
+def browser() -> Iterator[Any]:
+    with offline_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 class Page:
