@@ -114,7 +114,8 @@ async def test_oidc_login_flow(oidc_api) -> None:
         query = dict(parse_qsl(urlparse(auth_code["loginUrl"]).query))
         assert query["client_id"] == "backend-client" and query["redirect_uri"] == REDIRECT
         assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
-        assert query["state"] == auth_code["state"] and query["nonce"] and "openid" in query["scope"]
+        assert query["state"] == auth_code["state"] and query["nonce"]
+        assert query["scope"] == "openid profile email"  # the usual scopes, OAUTH_SCOPES unset
         back = await provider_redirect(auth_code["loginUrl"], "carol")
         # The provider checks the PKCE verifier against the challenge: success proves it was sent.
         callback = await http.get("/user/auth-callback", params=back)
@@ -125,6 +126,20 @@ async def test_oidc_login_flow(oidc_api) -> None:
         again = await provider_redirect((await http.get("/user/auth-code")).json()["loginUrl"], "carol")
         token = (await http.get("/user/auth-callback", params=again)).json()["token"]
         assert (await http.get("/user/info", headers=auth(token))).json()["userId"] == info["userId"]
+
+
+async def test_oauth_scopes_are_what_the_login_asks_for(
+    processes: Processes, redis_url: str, provider: ProviderControl
+) -> None:
+    """OAUTH_SCOPES replaces the provider's usual scopes (`openid profile email` for oidc, seen above)."""
+    api = processes.api(
+        redis_url, AUTH_PROVIDER="oidc", OIDC_ISSUER=provider.issuer, OAUTH_SCOPES="openid email", **CLIENT
+    )
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        login_url = (await http.get("/user/auth-code")).json()["loginUrl"]
+    assert dict(parse_qsl(urlparse(login_url).query))["scope"] == "openid email"
+    back = await provider_redirect(login_url, new_subject())
+    assert back["code"]  # the provider takes it
 
 
 async def test_oidc_wrong_code_is_400(oidc_api) -> None:
