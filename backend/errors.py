@@ -8,7 +8,7 @@ from sanic import Request, Sanic
 from sanic.exceptions import PayloadTooLarge, SanicException
 from sanic.response import HTTPResponse, json
 
-from backend.store.errors import StoreUnavailable
+from backend.store import StoreUnavailable
 from backend.store.ratelimit import RateLimiter
 
 log = logging.getLogger("backend.errors")

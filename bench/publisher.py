@@ -11,8 +11,8 @@ import contextlib
 import time
 from array import array
 
+from backend.store import StoreUnavailable
 from backend.store.datastore import Store
-from backend.store.errors import StoreUnavailable
 from bench.spec import percentile, serve_spec
 from config.settings import Settings
 

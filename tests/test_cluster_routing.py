@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from backend.redis.cluster import ClusterConnections
 from backend.store import keys
-from backend.store.cluster import ClusterConnections
 from backend.store.datastore import Store
 from config.settings import Settings
 from devstack.redis_server import RedisCluster, RedisServer

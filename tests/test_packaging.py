@@ -168,7 +168,7 @@ def test_the_installed_wheel_finds_its_scripts_and_prompts_and_runs_its_commands
     zipfile.ZipFile(wheel).extractall(site)
     check = f"""
 import importlib, os, sys
-from backend.store.scripts import LUA_DIR
+from backend.redis.scripts import LUA_DIR
 from config.settings import prompt_path
 site = {str(site)!r}
 assert LUA_DIR.is_relative_to(site), LUA_DIR

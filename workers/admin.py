@@ -18,8 +18,8 @@ import sys
 
 import orjson
 
+from backend.store import StoreUnavailable
 from backend.store.datastore import Store
-from backend.store.errors import StoreUnavailable
 from config.settings import get_settings
 
 

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from backend import logs
-from backend.store.errors import StoreUnavailable
+from backend.store import StoreUnavailable
 from backend.store.queue import Job, JobQueue
 from config.settings import Settings
 from workers import metrics

@@ -20,8 +20,7 @@ from enum import Enum
 from sanic.response.types import HTTPResponse, ResponseStream
 
 from backend.ops.metrics import OPEN_STREAMS
-from backend.store.errors import StoreUnavailable
-from backend.store.pubsub import ClusterHub, Hub
+from backend.store import RelayHub, StoreUnavailable
 from backend.store.replies import LOG_PAGE, Replies
 from backend.store.streams import OpenStreams
 
@@ -182,7 +181,7 @@ class ChunkedSocket:
 class ReplyRelay:
     def __init__(
         self,
-        hub: Hub | ClusterHub,
+        hub: RelayHub,
         replies: Replies,
         *,
         ping_seconds: float,

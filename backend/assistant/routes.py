@@ -26,8 +26,8 @@ from backend.assistant.relay import SSE_CONTENT_TYPE, SSE_HEADERS, parse_event_i
 from backend.auth.guard import authenticated, authenticated_or_ticket
 from backend.errors import ApiError, BadRequest, Conflict, NotFound, limit_rate
 from backend.parsing import parse_body
+from backend.store import StoreUnavailable
 from backend.store.chats import ReplyInFlight, TooManyChats
-from backend.store.errors import StoreUnavailable
 from backend.store.replies import ReplyStatus
 
 bp = Blueprint("assistant", url_prefix="/assistant")

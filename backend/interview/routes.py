@@ -14,7 +14,7 @@ from backend.auth.guard import authenticated
 from backend.errors import BadRequest, Conflict, NotFound, limit_rate
 from backend.interview.models import UserQuestionsResponse
 from backend.parsing import parse_body
-from backend.store.errors import StoreUnavailable
+from backend.store import StoreUnavailable
 from backend.store.interview import NOT_STARTED, QUESTION_NOT_READY, question_views
 
 bp = Blueprint("interview", url_prefix="/user")

@@ -26,7 +26,7 @@ from sanic.response import HTTPResponse, raw
 
 from backend.apidoc import Other, operation
 from backend.ops.queue_watch import QueueWatch
-from backend.store.errors import StoreUnavailable
+from backend.store import StoreUnavailable
 
 REQUESTS = Counter("ai_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"])
 LATENCY = Histogram(

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 from backend.errors import ServiceUnavailable
-from backend.store.errors import StoreUnavailable
+from backend.store import StoreUnavailable
 from backend.store.queue import Backlog, Capacity, JobQueue
 
 log = logging.getLogger("backend.ops.queue")

@@ -8,11 +8,11 @@ from typing import Any
 
 import orjson
 
+from backend.redis.clients import AnyRedis
+from backend.redis.errors import StoreError, translate_errors
+from backend.redis.scripts import Scripts
 from backend.store import keys
-from backend.store.clients import AnyRedis
-from backend.store.errors import StoreError, translate_errors
 from backend.store.replies import Replies, ReplyStatus
-from backend.store.scripts import Scripts
 from backend.store.users import now_ms
 
 TITLE_CHARS = 60

@@ -7,11 +7,9 @@ import logging
 import random
 from collections.abc import Callable
 
-from redis.asyncio import RedisCluster
-
+from backend.redis.clients import AnyRedis, is_cluster
+from backend.redis.errors import REDIS_FAILURES, translate_errors
 from backend.store import keys
-from backend.store.clients import AnyRedis
-from backend.store.errors import REDIS_FAILURES, translate_errors
 
 log = logging.getLogger("backend.store.control")
 
@@ -34,7 +32,7 @@ class Control:
         while True:
             pubsub = None
             try:
-                if isinstance(self.redis, RedisCluster):
+                if is_cluster(self.redis):
                     await self.redis.initialize()  # the cluster's pub/sub needs the slot map first
                 pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.channel)

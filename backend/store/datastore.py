@@ -9,24 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from redis.asyncio import RedisCluster
-
+from backend.redis.clients import AnyRedis, connect, is_cluster
+from backend.redis.cluster import ClusterConnections, Topology
+from backend.redis.errors import REDIS_FAILURES, translate_errors
+from backend.redis.pubsub import ClusterHub, Hub
+from backend.redis.scripts import Scripts
+from backend.redis.wire import CommandPath, MultiplexedConnection, ServerAddress
 from backend.store.chats import Chats
-from backend.store.clients import AnyRedis, connect
-from backend.store.cluster import ClusterConnections, Topology
 from backend.store.control import Control
-from backend.store.errors import REDIS_FAILURES, translate_errors
 from backend.store.interview import Interview
 from backend.store.logins import Logins
-from backend.store.pubsub import ClusterHub, Hub
 from backend.store.queue import JobQueue
 from backend.store.ratelimit import RateLimiter
 from backend.store.replies import Replies
-from backend.store.scripts import Scripts
 from backend.store.streams import OpenStreams
 from backend.store.tickets import StreamTickets
 from backend.store.users import Users
-from backend.store.wire import CommandPath, MultiplexedConnection, ServerAddress
 from config.settings import Settings
 
 # A worker's XREADGROUP waits this long for a job before asking again.
@@ -48,7 +46,7 @@ class Store:
         # The slot map is read on a client of its own: redis-py marks every pooled connection of a
         # client for reconnect when that client re-reads the map.
         self.topology = (
-            Topology(self._client(decode=False), self.timeout) if isinstance(self.redis, RedisCluster) else None  # type: ignore[arg-type]
+            Topology(self._client(decode=False), self.timeout) if is_cluster(self.redis) else None  # type: ignore[arg-type]
         )
         self.command_path = self._multiplexed()
         # Heartbeats (writer leases, open-stream holds) go on a lane of their own: on a process

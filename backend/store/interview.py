@@ -6,10 +6,10 @@ from typing import Any
 
 import orjson
 
+from backend.redis.clients import AnyRedis
+from backend.redis.errors import translate_errors
+from backend.redis.scripts import Scripts
 from backend.store import keys
-from backend.store.clients import AnyRedis
-from backend.store.errors import translate_errors
-from backend.store.scripts import Scripts
 
 NOT_STARTED = "NOT_STARTED"
 QUESTION_NOT_READY = "QUESTION_NOT_READY"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import orjson
 
+from backend.redis.clients import AnyRedis
+from backend.redis.errors import translate_errors
 from backend.store import keys
-from backend.store.clients import AnyRedis
-from backend.store.errors import translate_errors
 
 STATE_TTL_SECONDS = 600
 DEV_CODE_TTL_SECONDS = 120

@@ -14,12 +14,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from redis.exceptions import ResponseError
-
+from backend.redis.clients import AnyRedis, ResponseError
+from backend.redis.errors import translate_errors
+from backend.redis.scripts import Scripts
 from backend.store import keys
-from backend.store.clients import AnyRedis
-from backend.store.errors import translate_errors
-from backend.store.scripts import Scripts
 
 JobType = Literal["questions", "chat"]
 DEAD_LETTERS_KEPT = 10_000  # the dead-letter stream is capped (approximately) at this many

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
+from backend.redis.errors import translate_errors
+from backend.redis.scripts import Scripts
 from backend.store import keys
-from backend.store.errors import translate_errors
-from backend.store.scripts import Scripts
 
 
 @translate_errors

@@ -15,12 +15,12 @@ from typing import Literal
 
 import orjson
 
+from backend.redis.clients import AnyRedis
+from backend.redis.errors import StoreUnavailable, retried, translate_errors
+from backend.redis.scripts import Scripts
+from backend.redis.wire import CommandPath, pack_command
 from backend.store import keys
-from backend.store.clients import AnyRedis
-from backend.store.errors import StoreUnavailable, retried, translate_errors
-from backend.store.scripts import Scripts
 from backend.store.users import now_ms
-from backend.store.wire import CommandPath, pack_command
 
 FinishMode = Literal["done", "error", "stopped", "fail", "reap"]
 

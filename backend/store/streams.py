@@ -12,11 +12,11 @@ import itertools
 import secrets
 from enum import IntEnum
 
+from backend.redis.clients import AnyRedis
+from backend.redis.errors import translate_errors
+from backend.redis.scripts import Scripts
+from backend.redis.wire import CommandPath
 from backend.store import keys
-from backend.store.clients import AnyRedis
-from backend.store.errors import translate_errors
-from backend.store.scripts import Scripts
-from backend.store.wire import CommandPath
 
 
 class OpenStream(IntEnum):

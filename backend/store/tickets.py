@@ -14,9 +14,9 @@ import hashlib
 import re
 import secrets
 
+from backend.redis.clients import AnyRedis
+from backend.redis.errors import translate_errors
 from backend.store import keys
-from backend.store.clients import AnyRedis
-from backend.store.errors import translate_errors
 from backend.store.sessions import parse_token
 
 TICKET_TTL_SECONDS = 60

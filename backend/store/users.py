@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
+from backend.redis.clients import AnyRedis
+from backend.redis.errors import translate_errors
+from backend.redis.scripts import Scripts
 from backend.store import keys
-from backend.store.clients import AnyRedis
-from backend.store.errors import translate_errors
-from backend.store.scripts import Scripts
 from backend.store.sessions import new_token, parse_token
 
 

@@ -19,7 +19,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from backend.store.wire import CommandPrefix, ServerAddress, pack_command, reply_error
+from backend.redis.wire import CommandPrefix, ServerAddress, pack_command, reply_error
 
 CA_FILE = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
 

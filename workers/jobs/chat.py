@@ -14,8 +14,8 @@ import logging
 import time
 import uuid
 
+from backend.store import StoreUnavailable, retried
 from backend.store.datastore import Store
-from backend.store.errors import StoreUnavailable, retried
 from backend.store.interview import IN_PROGRESS, QUESTION_NOT_READY, SUCCESS
 from backend.store.queue import Job
 from backend.store.replies import Claim

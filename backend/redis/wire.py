@@ -354,7 +354,7 @@ class MultiplexedConnection:
 
 class CommandPath(Protocol):
     """Where the hot calls go, packed: one multiplexed connection (a single Redis), or one per
-    master with each call routed by `key`'s slot (a Cluster: backend/store/cluster.py)."""
+    master with each call routed by `key`'s slot (a Cluster: backend/redis/cluster.py)."""
 
     async def call_packed(self, command: bytes, key: str | bytes) -> Any: ...
 

@@ -9,10 +9,12 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from config.settings import Settings
 
 AnyRedis = Redis | RedisCluster
+__all__ = ["AnyRedis", "ResponseError", "connect", "is_cluster"]
 CLUSTER_CONNECTIONS_PER_NODE = 1024
 
 
@@ -41,3 +43,7 @@ def connect(settings: Settings, *, decode: bool = True, read_timeout: float | No
         return RedisCluster.from_url(settings.REDIS_URL, max_connections=CLUSTER_CONNECTIONS_PER_NODE, **options)
     pool = BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=256, timeout=timeout, **options)
     return Redis(connection_pool=pool)
+
+
+def is_cluster(client: AnyRedis) -> bool:
+    return isinstance(client, RedisCluster)

@@ -21,11 +21,11 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from backend.store.cluster import Topology
-from backend.store.errors import REDIS_FAILURES, StoreUnavailable
-from backend.store.wire import PubSubProtocol, Reconnector, ServerAddress, open_connection
+from backend.redis.cluster import Topology
+from backend.redis.errors import REDIS_FAILURES, StoreUnavailable
+from backend.redis.wire import PubSubProtocol, Reconnector, ServerAddress, open_connection
 
-log = logging.getLogger("backend.store.pubsub")
+log = logging.getLogger("backend.redis.pubsub")
 
 CONFIRM_TIMEOUT_SECONDS = 5.0
 SUBSCRIBE_BATCH = 500

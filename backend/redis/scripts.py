@@ -1,5 +1,5 @@
 """The Lua scripts of `lua/`, called by name on the process's script path (one multiplexed
-connection on a single Redis, one per node on a Cluster: see backend/store/wire.py)."""
+connection on a single Redis, one per node on a Cluster: see backend/redis/wire.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from backend.store.wire import CommandPath, CommandPrefix, pack_command
+from backend.redis.wire import CommandPath, CommandPrefix, pack_command
 
 # An installed wheel ships lua/ inside this package (pyproject.toml's package-dir); a source
 # checkout (and an editable install) has it at the top of the repository.
-_PACKAGED = Path(str(resources.files(__package__) / "lua"))
-LUA_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent.parent / "lua"
+_PACKAGED = Path(str(resources.files("backend.store") / "lua"))
+LUA_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "lua"
 
 Arg = str | bytes | int | float
 MANY_IN_FLIGHT = 500

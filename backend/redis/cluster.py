@@ -32,10 +32,10 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from backend.store.errors import REDIS_FAILURES, StoreUnavailable
-from backend.store.wire import MultiplexedConnection, ServerAddress
+from backend.redis.errors import REDIS_FAILURES, StoreUnavailable
+from backend.redis.wire import MultiplexedConnection, ServerAddress
 
-log = logging.getLogger("backend.store.cluster")
+log = logging.getLogger("backend.redis.cluster")
 
 ROUTING_TRIES = 6  # a MOVED, an ASK, a few TRYAGAIN or re-read maps; all within the timeout
 # Answers after which the slot map is read again before the next try (an uncovered slot too).
