@@ -29,6 +29,17 @@ class Cluster:
     redis_url: str
 
 
+async def streaming(http: httpx.AsyncClient, user: dict[str, str], chat_id: int) -> None:
+    """Wait until the chat's reply has sent a chunk (a worker that starts slowly on a busy
+    machine must not turn a mid-reply fault into a fault before the reply)."""
+
+    async def started() -> bool:
+        reply = (await http.get(f"/assistant/chat/{chat_id}", headers=user)).json()["reply"]
+        return reply["status"] == "streaming" and "lastEventId" in reply
+
+    await eventually(started, within=30)
+
+
 def two_by_two(processes: Processes, redis_url: str, **worker_env: str) -> Cluster:
     apis = [processes.api(redis_url, **LEASE), processes.api(redis_url, **LEASE)]
     workers = [processes.worker(redis_url, **LEASE, **worker_env) for _ in range(2)]
@@ -45,7 +56,7 @@ async def test_api_pod_sigterm_mid_stream_client_resumes_on_other_pod(processes:
         user = auth(await dev_login(a))
         chat_id = await new_chat(a, user)
         reader = asyncio.create_task(send(a, user, chat_id, "keep going"))
-        await asyncio.sleep(0.8)
+        await streaming(a, user, chat_id)
         started = time.monotonic()
         doomed.signal(signal.SIGTERM)
         head = await asyncio.wait_for(reader, 10)
@@ -68,7 +79,7 @@ async def test_worker_sigterm_finishes_running_reply(processes: Processes, redis
         user = auth(await dev_login(http))
         chat_id = await new_chat(http, user)
         reader = asyncio.create_task(send(http, user, chat_id, "finish me"))
-        await asyncio.sleep(0.5)
+        await streaming(http, user, chat_id)
         worker.signal(signal.SIGTERM)
         stream = await reader
         assert stream.last.event == "done" and len(stream.text.split()) > 80

@@ -40,7 +40,8 @@ async def test_metrics(client: httpx.AsyncClient, user: dict[str, str]) -> None:
 
 async def test_metrics_with_several_api_workers(processes: Processes, redis_url: str) -> None:
     api = processes.api(isolated_url(redis_url), API_WORKERS="2")
-    async with httpx.AsyncClient(base_url=api.url) as http:
+    # The port opens before both Sanic workers serve: on a busy machine the first answer takes seconds.
+    async with httpx.AsyncClient(base_url=api.url, timeout=60) as http:
         for _ in range(40):
             assert (await http.get("/health")).status_code == 200
         text = (await http.get("/metrics")).text
