@@ -11,6 +11,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from backend import cors, errors, headers, logs
+from backend.admission import QueueWatch
 from backend.assistant.relay import ReplyRelay
 from backend.assistant.routes import bp as assistant_bp
 from backend.auth.dev import bp as dev_login_bp
@@ -19,7 +20,6 @@ from backend.auth.routes import bp as auth_bp
 from backend.interview.routes import bp as interview_bp
 from backend.logs import configure_logging
 from backend.ops import metrics, openapi
-from backend.ops.queue_watch import QueueWatch
 from backend.ops.routes import bp as ops_bp
 from backend.playground.routes import bp as playground_bp
 from backend.store.datastore import Store
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         app.ctx.relay = ReplyRelay(
             hub,
             store.replies,
-            streams=store.streams,
+            streams=store.open_streams,
             ping_seconds=settings.SSE_PING_SECONDS,
             check_seconds=min(settings.SSE_PING_SECONDS, settings.JOB_LEASE_SECONDS * 0.2),
         )

@@ -9,7 +9,6 @@ from sanic.exceptions import PayloadTooLarge, SanicException
 from sanic.response import HTTPResponse, json
 
 from backend.store import StoreUnavailable
-from backend.store.ratelimit import RateLimiter
 
 log = logging.getLogger("backend.errors")
 
@@ -47,13 +46,6 @@ class TooManyRequests(ApiError):
         super().__init__(
             f"Too many requests. Try again in {retry_after} seconds.", headers={"Retry-After": str(retry_after)}
         )
-
-
-async def limit_rate(limiter: RateLimiter, name: str, who: str, per_minute: int) -> None:
-    """429 with Retry-After when `who` is past `per_minute` calls of `name` (the store's limiter)."""
-    wait = await limiter.retry_after(name, who, per_minute)
-    if wait:
-        raise TooManyRequests(wait)
 
 
 class BadGateway(ApiError):

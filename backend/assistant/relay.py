@@ -21,8 +21,8 @@ from sanic.response.types import HTTPResponse, ResponseStream
 
 from backend.ops.metrics import OPEN_STREAMS
 from backend.store import RelayHub, StoreUnavailable
+from backend.store.open_streams import OpenStreams
 from backend.store.replies import LOG_PAGE, Replies
-from backend.store.streams import OpenStreams
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 # no-transform: no proxy may compress or rewrite the stream; X-Accel-Buffering: nginx passes each chunk on.

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
+from backend.admission import admitted, limit_rate
 from backend.apidoc import INT64, EventStream, Json, MessageResponse, Param, operation, trimmed
 from backend.assistant.models import (
     CURSOR_PATTERN,
@@ -24,7 +25,7 @@ from backend.assistant.models import (
 )
 from backend.assistant.relay import SSE_CONTENT_TYPE, SSE_HEADERS, parse_event_id
 from backend.auth.guard import authenticated, authenticated_or_ticket
-from backend.errors import ApiError, BadRequest, Conflict, NotFound, limit_rate
+from backend.errors import ApiError, BadRequest, Conflict, NotFound
 from backend.parsing import parse_body
 from backend.store import StoreUnavailable
 from backend.store.chats import ReplyInFlight, TooManyChats
@@ -58,7 +59,7 @@ class TooManyStreams(ApiError):
 async def open_stream(request: Request) -> AsyncIterator[None]:
     """Count one SSE stream of the caller (on every pod) while it is open; 429 over the cap.
     Enter it before the response starts."""
-    streams = request.app.ctx.store.streams
+    streams = request.app.ctx.store.open_streams
     user_id = request.ctx.user_id
     stream_id = await streams.open(user_id)
     if stream_id is None:
@@ -206,32 +207,29 @@ async def delete_chat(request: Request, chat_id: int) -> HTTPResponse:
         "`Retry-After` seconds.",
     },
 )
+@admitted("chat")  # shed from memory before the session's Redis call: a refusal stays fast when saturated
 @authenticated
 async def send_message(request: Request, chat_id: int) -> HTTPResponse | None:
     ctx = request.app.ctx
     user_id = request.ctx.user_id
     body = parse_body(request, SendMessageRequest)
-    # 503 with Retry-After when no worker slot frees soon enough or the workers are behind: decided
-    # from memory, first, so a refusal costs no Redis call and no rate-limit budget.
-    with ctx.queue_watch.admission("chat") as admission:
-        await limit_rate(ctx.store.limiter, "chat", str(user_id), ctx.settings.RATE_LIMIT_CHAT_PER_MINUTE)
-        async with open_stream(request):  # before the prompt is stored: a 429 changes nothing
-            try:
-                gen = await ctx.store.chats.start_reply(user_id, chat_id, body.prompt)
-            except ReplyInFlight:
-                raise Conflict("A reply is still being written in this chat. Wait for it or stop it first.") from None
-            if gen is None:
-                raise NotFound(NO_CHAT)
-            try:
-                await ctx.store.queue.enqueue("chat", request.ctx.request_id, userId=user_id, chatId=chat_id, gen=gen)
-            except StoreUnavailable:
-                # The prompt is stored but no worker will see it: end the reply so the chat takes prompts.
-                with contextlib.suppress(StoreUnavailable):
-                    await ctx.store.replies.finish(user_id, chat_id, gen, "fail", message=QUEUE_FAILED)
-                raise
-            admission.enqueued()
-            response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
-            await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, 0)
+    await limit_rate(ctx.store.limiter, "chat", str(user_id), ctx.settings.RATE_LIMIT_CHAT_PER_MINUTE)
+    async with open_stream(request):  # before the prompt is stored: a 429 changes nothing
+        try:
+            gen = await ctx.store.chats.start_reply(user_id, chat_id, body.prompt)
+        except ReplyInFlight:
+            raise Conflict("A reply is still being written in this chat. Wait for it or stop it first.") from None
+        if gen is None:
+            raise NotFound(NO_CHAT)
+
+        async def end_reply() -> None:  # the prompt is stored but no worker will see it: the chat takes prompts
+            await ctx.store.replies.finish(user_id, chat_id, gen, "fail", message=QUEUE_FAILED)
+
+        await request.ctx.admission.enqueue(
+            ctx.store.queue, request.ctx.request_id, end_reply, userId=user_id, chatId=chat_id, gen=gen
+        )
+        response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
+        await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, 0)
     return None
 
 

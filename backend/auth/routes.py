@@ -9,10 +9,11 @@ from pydantic import Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
+from backend.admission import limit_rate
 from backend.apidoc import MessageResponse, Param, operation
 from backend.auth.guard import authenticated
 from backend.auth.models import AuthCallbackResponse, AuthResponse, UserInfoResponse
-from backend.errors import BadRequest, limit_rate
+from backend.errors import BadRequest
 from backend.parsing import client_address
 from backend.store.interview import NOT_STARTED, SUCCESS
 

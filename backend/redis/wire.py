@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import random
 import socket
 import ssl
 from collections.abc import Callable
@@ -39,6 +38,8 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from backend.backoff import Backoff
 
 # Replies after which the connection itself is suspect (credentials changed, a replica after a
 # failover): it is closed, and the next call makes a new one.
@@ -252,18 +253,14 @@ class Reconnector:
     Redis that is down is not hammered, and callers in between fail fast."""
 
     def __init__(self, base: float = 0.05, cap: float = 2.0) -> None:
-        self.base = base
-        self.cap = cap
-        self.failures = 0
+        self.backoff = Backoff(base, cap)
         self.not_before = 0.0
 
     def failed(self) -> None:
-        self.failures += 1
-        delay = min(self.cap, self.base * 2 ** (self.failures - 1))
-        self.not_before = asyncio.get_running_loop().time() + random.uniform(delay / 2, delay)
+        self.not_before = asyncio.get_running_loop().time() + self.backoff.next()
 
     def succeeded(self) -> None:
-        self.failures = 0
+        self.backoff.reset()
         self.not_before = 0.0
 
     def wait_time(self) -> float:

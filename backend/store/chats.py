@@ -12,8 +12,8 @@ from backend.redis.clients import AnyRedis
 from backend.redis.errors import StoreError, translate_errors
 from backend.redis.scripts import Scripts
 from backend.store import keys
+from backend.store.clock import now_ms
 from backend.store.replies import Replies, ReplyStatus
-from backend.store.users import now_ms
 
 TITLE_CHARS = 60
 

@@ -20,7 +20,7 @@ from backend.redis.errors import StoreUnavailable, retried, translate_errors
 from backend.redis.scripts import Scripts
 from backend.redis.wire import CommandPath, pack_command
 from backend.store import keys
-from backend.store.users import now_ms
+from backend.store.clock import now_ms
 
 FinishMode = Literal["done", "error", "stopped", "fail", "reap"]
 

@@ -5,7 +5,7 @@ A ticket is ``st.<userId>.<43 url-safe chars>`` (256 random bits); Redis keeps o
 under the user's hash tag, for `TICKET_TTL_SECONDS`, with the chat it is for and the session it
 was issued from. It is good for that chat's stream only, as often as needed within its lifetime
 (EventSource reconnects with the same URL), and dies with its session (logout). It never
-matches the token pattern (backend/store/sessions.py), so it is no login anywhere else.
+matches the token pattern (backend/store/tokens.py), so it is no login anywhere else.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import secrets
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import translate_errors
 from backend.store import keys
-from backend.store.sessions import parse_token
+from backend.store.tokens import parse_token
 
 TICKET_TTL_SECONDS = 60
 

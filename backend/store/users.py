@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import translate_errors
 from backend.redis.scripts import Scripts
 from backend.store import keys
-from backend.store.sessions import new_token, parse_token
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+from backend.store.clock import now_ms
+from backend.store.tokens import new_token, parse_token
 
 
 @translate_errors
