@@ -67,7 +67,7 @@ async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
         ("/assistant/chat", "get"),
         ("/assistant/chat/{chatId}", "get"),
         ("/assistant/chat/{chatId}", "delete"),
-        ("/assistant/chat/{chatId}/", "post"),
+        ("/assistant/chat/{chatId}", "post"),
         ("/assistant/chat/{chatId}/stream", "get"),
         ("/assistant/chat/{chatId}/stream-ticket", "post"),
         ("/assistant/chat/{chatId}/stop", "post"),
@@ -89,7 +89,7 @@ async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
     }
     assert schemas["UserInfoResponse"]["properties"]["createdAt"]["type"] == "integer"
     assert schemas["UserAnswerRequest"]["required"] == ["answer"]
-    send_body = paths["/assistant/chat/{chatId}/"]["post"]
+    send_body = paths["/assistant/chat/{chatId}"]["post"]
     assert "text/event-stream; charset=utf-8" in send_body["responses"]["200"]["content"]
     assert schemas["SendMessageRequest"]["properties"]["prompt"]["maxLength"] == 8000
     assert schemas["ErrorResponse"]["required"] == ["message"]

@@ -197,7 +197,6 @@ async def delete_chat(request: Request, chat_id: int) -> HTTPResponse:
     "A client that disconnects does not stop the reply: resume it with GET .../stream.",
     path=CHAT_ID,
     body=SendMessageRequest,
-    trailing_slash=True,
     responses={
         200: REPLY_STREAM,
         404: NO_SUCH_CHAT,

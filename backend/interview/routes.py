@@ -27,9 +27,15 @@ class SkillDescriptionRequest(BaseModel):
     ]
 
 
+MAX_CHOICES = 6  # a question's choices at most (workers/llm/base.py checks what the LLM writes)
+
+
 class UserAnswerRequest(BaseModel):
     answer: StrictInt = Field(
-        description="Index in the question's `choices` (0 for the first).", json_schema_extra=INT64
+        ge=0,
+        le=MAX_CHOICES - 1,
+        description="Index in the question's `choices` (0 for the first).",
+        json_schema_extra=INT64,
     )
 
 

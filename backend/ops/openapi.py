@@ -253,10 +253,6 @@ class Builder:
             return "{" + op.path[match[1]].name + "}"
 
         path = "/" + re.sub(r"<([^:>]+)(?::[^>]*)?>", rename, route.path)
-        if op.trailing_slash:
-            if route.strict:
-                raise DocumentationError(f"{route.name}: documented with a trailing slash, but the route is strict")
-            path = path.rstrip("/") + "/"
         return path, definitions
 
     def _parameter(self, param: Param, where: str) -> dict[str, Any]:
