@@ -39,13 +39,15 @@ test: $(STAMP) tests/support/node_modules/.package-lock.json
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
-# All three checks run even when one fails, so one run reports everything; any failure fails the target.
-# lint-imports checks the contracts in pyproject.toml's [tool.importlinter] (the architecture).
+# All four checks run even when one fails, so one run reports everything; any failure fails the target.
+# lint-imports checks the contracts in pyproject.toml's [tool.importlinter] (the architecture);
+# mypy type-checks backend/, workers/ and config/ strictly ([tool.mypy]).
 lint: $(STAMP)
 	@status=0; \
 	echo '$(BIN)/ruff check .'; $(BIN)/ruff check . || status=1; \
 	echo '$(BIN)/ruff format --check .'; $(BIN)/ruff format --check . || status=1; \
 	echo '$(BIN)/lint-imports --no-cache --no-logo'; $(BIN)/lint-imports --no-cache --no-logo || status=1; \
+	echo '$(BIN)/mypy'; $(BIN)/mypy || status=1; \
 	exit $$status
 
 bench: $(STAMP)

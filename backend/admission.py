@@ -39,12 +39,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from functools import wraps
 from typing import Any, NoReturn
 
-from sanic import Request
-
 from backend.auth.guard import Handler, bearer_token
+from backend.context import ApiRequest
 from backend.errors import ServiceUnavailable, TooManyRequests
 from backend.store import StoreUnavailable
-from backend.store.queue import Backlog, Capacity, JobQueue
+from backend.store.queue import Backlog, Capacity, JobQueue, JobType
 from backend.store.ratelimit import RateLimiter
 
 log = logging.getLogger("backend.admission")
@@ -74,7 +73,7 @@ class Admission:
 
     __slots__ = ("job_type", "open", "watch")
 
-    def __init__(self, watch: QueueWatch, job_type: str) -> None:
+    def __init__(self, watch: QueueWatch, job_type: JobType) -> None:
         self.watch = watch
         self.job_type = job_type
         self.open = job_type in COUNTED
@@ -172,7 +171,7 @@ class QueueWatch:
         return None
 
     @contextlib.contextmanager
-    def admission(self, job_type: str) -> Iterator[Admission]:
+    def admission(self, job_type: JobType) -> Iterator[Admission]:
         """Admit a new job (503 with Retry-After when it would wait longer than
         QUEUE_MAX_WAIT_SECONDS); until the refresh after its `enqueued()` sees it in Redis, a
         prompt counts against the free slots here, so a burst between two refreshes is not
@@ -205,13 +204,13 @@ class QueueWatch:
             await asyncio.sleep(REFRESH_SECONDS)
 
 
-def admitted(job_type: str) -> Callable[[Handler], Handler]:
+def admitted(job_type: JobType) -> Callable[[Handler], Handler]:
     """Route decorator, above `@authenticated`: shed before the session is looked up, and hold
     the admission (`request.ctx.admission`) while the handler runs."""
 
     def decorate(handler: Handler) -> Handler:
         @wraps(handler)
-        async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
+        async def wrapper(request: ApiRequest, *args: Any, **kwargs: Any) -> Any:
             bearer_token(request)  # no credentials at all: 401 comes first, as on every route
             with request.app.ctx.queue_watch.admission(job_type) as admission:
                 request.ctx.admission = admission

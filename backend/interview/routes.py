@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictInt, StringConstraints
-from sanic import Blueprint, Request
+from sanic import Blueprint
 from sanic.response import HTTPResponse, json
 
 from backend.admission import admitted, limit_rate
 from backend.apidoc import INT64, Json, MessageResponse, Param, operation, trimmed
 from backend.auth.guard import authenticated
+from backend.context import ApiRequest
 from backend.errors import BadRequest, Conflict, NotFound
 from backend.interview.models import UserQuestionsResponse
 from backend.parsing import parse_body
@@ -54,7 +55,7 @@ class UserAnswerRequest(BaseModel):
 )
 @admitted("questions")  # the question writers far behind: 503 with Retry-After, before the session check
 @authenticated
-async def skill_description(request: Request) -> HTTPResponse:
+async def skill_description(request: ApiRequest) -> HTTPResponse:
     body = parse_body(request, SkillDescriptionRequest)
     ctx = request.app.ctx
     user_id = request.ctx.user_id
@@ -83,7 +84,7 @@ async def skill_description(request: Request) -> HTTPResponse:
     },
 )
 @authenticated
-async def questions(request: Request) -> HTTPResponse:
+async def questions(request: ApiRequest) -> HTTPResponse:
     user, stored, answers = await request.app.ctx.store.interview.snapshot(request.ctx.user_id)
     status = user.get("status", NOT_STARTED)
     if status == NOT_STARTED:
@@ -118,7 +119,7 @@ OUTCOMES = {
     },
 )
 @authenticated
-async def answer(request: Request, question_id: int) -> HTTPResponse:
+async def answer(request: ApiRequest, question_id: int) -> HTTPResponse:
     body = parse_body(request, UserAnswerRequest)
     outcome = await request.app.ctx.store.interview.answer(request.ctx.user_id, question_id, body.answer)
     status, message = OUTCOMES[outcome]

@@ -23,11 +23,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from sanic import Blueprint, Request
-from sanic.response import HTTPResponse, raw
+from sanic import Blueprint
+from sanic.response import BaseHTTPResponse, HTTPResponse, raw
 
 from backend.admission import QueueWatch
 from backend.apidoc import Other, operation
+from backend.context import ApiRequest
 from backend.store import StoreUnavailable
 
 REQUESTS = Counter("ai_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"])
@@ -99,7 +100,7 @@ def shedding_families(watch: QueueWatch) -> list[Metric]:
     return families
 
 
-async def cluster_families(request: Request) -> list[Metric]:
+async def cluster_families(request: ApiRequest) -> list[Metric]:
     """Series of the whole deployment, read from Redis; exported by one pod (the lease holder)."""
     queue = request.app.ctx.store.queue
     streams = await queue.streams()
@@ -147,7 +148,7 @@ def exposition(families: list[Metric]) -> bytes:
         200: Other("Requests, latency, open streams, queue depth, jobs (README, Metrics).", "text/plain; version=0.0.4")
     },
 )
-async def metrics(request: Request) -> HTTPResponse:
+async def metrics(request: ApiRequest) -> HTTPResponse:
     body = generate_latest(registry())
     watch: QueueWatch = request.app.ctx.queue_watch
     body += exposition(shedding_families(watch))
@@ -168,7 +169,7 @@ _series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 
 
-def observe(request: Request, response: HTTPResponse, seconds: float) -> None:
+def observe(request: ApiRequest, response: BaseHTTPResponse, seconds: float) -> None:
     route = request.route.path if request.route else "unmatched"
     method = request.method if request.method in METHODS else "other"
     key = (route, method, response.status)

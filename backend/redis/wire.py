@@ -23,7 +23,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import hiredis
@@ -121,7 +121,8 @@ class CommandPrefix:
 
 def reply_error(reply: hiredis.ReplyError) -> RedisError:
     """A Redis error reply as the redis-py exception it stands for (LOADING -> BusyLoadingError...)."""
-    return BaseParser.parse_error(str(reply))
+    error: RedisError = BaseParser.parse_error(str(reply))
+    return error
 
 
 class RespProtocol(asyncio.Protocol):
@@ -140,7 +141,7 @@ class RespProtocol(asyncio.Protocol):
         return self.closed.done()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a stream connection's: asyncio names the base class
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -211,12 +212,15 @@ class RespProtocol(asyncio.Protocol):
             self.transport.close()
 
 
+P = TypeVar("P", bound=RespProtocol)  # the protocol class a connection is opened with
+
+
 async def open_connection(
-    address: ServerAddress, protocol_factory: Callable[[], RespProtocol], within: float, *, select_db: bool = True
-) -> RespProtocol:
+    address: ServerAddress, protocol_factory: Callable[[], P], within: float, *, select_db: bool = True
+) -> P:
     """A connected protocol, after TLS, AUTH and SELECT succeeded; closed again when any fails."""
     loop = asyncio.get_running_loop()
-    protocol: RespProtocol | None = None
+    protocol: P | None = None
     try:
         async with asyncio.timeout(within):
             if address.path:

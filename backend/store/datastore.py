@@ -45,6 +45,7 @@ class Store:
         # master of a Cluster, routed by slot. redis-py's pools carry the other commands.
         # The slot map is read on a client of its own: redis-py marks every pooled connection of a
         # client for reconnect when that client re-reads the map.
+        # On a Cluster (is_cluster), _client() connects a RedisCluster too; its annotation says either.
         self.topology = (
             Topology(self._client(decode=False), self.timeout) if is_cluster(self.redis) else None  # type: ignore[arg-type]
         )

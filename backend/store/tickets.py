@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from typing import cast
 
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import translate_errors
@@ -45,7 +46,9 @@ class StreamTickets:
         if session is None or session[0] != user_id:
             raise ValueError("a ticket is issued from the user's own session token")
         ticket = f"st.{user_id}.{secrets.token_urlsafe(32)}"
-        _, key = parse_ticket(ticket)  # type: ignore[misc]
+        parsed = parse_ticket(ticket)
+        assert parsed is not None  # the ticket was formed just above
+        key = parsed[1]
         session_digest = hashlib.sha256(token.encode()).hexdigest()  # as keys.session() of the token has it
         await self.redis.set(key, f"{chat_id}:{session_digest}", ex=self.ttl)
         return ticket
@@ -57,7 +60,7 @@ class StreamTickets:
         if parsed is None:
             return None
         user_id, key = parsed
-        stored = await self.redis.get(key)
+        stored = cast(str | None, await self.redis.get(key))  # the clients decode (decode_responses)
         if stored is None:
             return None
         chat, _, session_digest = stored.partition(":")
