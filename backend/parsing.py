@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
 
 from backend.context import ApiRequest
 from backend.errors import BadRequest
@@ -31,10 +31,11 @@ def parse_body(request: ApiRequest, model: type[Model]) -> Model:
         raise BadRequest(f"Invalid field '{field}': {_describe(first)}") from None
 
 
-def _describe(detail: ErrorDetails) -> str:
+def _describe(detail: Mapping[str, Any]) -> str:
+    """One of pydantic's error details (its ErrorDetails)."""
     if detail["type"] == "missing":
         return "this field is required."
-    return detail["msg"].removeprefix("Value error, ") + "."
+    return str(detail["msg"]).removeprefix("Value error, ") + "."
 
 
 def client_address(request: ApiRequest) -> str:
