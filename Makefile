@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.txt
 DEV_LOCK := requirements-dev.txt
 
-.PHONY: install run test lint bench clean lock
+.PHONY: install run test test-fast lint bench clean lock
 
 # The locked versions, then this project alone (--no-deps: nothing is resolved at install time;
 # --no-build-isolation: it is built with the locked setuptools, nothing unpinned is downloaded).
@@ -28,16 +28,26 @@ tests/support/node_modules/.package-lock.json: tests/support/package-lock.json
 run: $(STAMP)
 	$(BIN)/python scripts/dev.py
 
+# The suite on both cores (pytest-xdist): each worker process takes whole files (--dist loadfile,
+# so a file's tests share its stacks) and starts its own redis-server and shared stack.
+# XDIST="-n 0" runs it in one process.
+XDIST ?= -n 2 --dist loadfile
 test: $(STAMP) tests/support/node_modules/.package-lock.json
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
-# All three checks run even when one fails, so one run reports everything; any failure fails the target.
-# lint-imports checks the contracts in pyproject.toml's [tool.importlinter] (the architecture).
+# Only the in-process unit tests (tests/unit/): no Redis, no processes, a few seconds.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+# All four checks run even when one fails, so one run reports everything; any failure fails the target.
+# lint-imports checks the contracts in pyproject.toml's [tool.importlinter] (the architecture);
+# mypy type-checks backend/, workers/ and config/ strictly ([tool.mypy]).
 lint: $(STAMP)
 	@status=0; \
 	echo '$(BIN)/ruff check .'; $(BIN)/ruff check . || status=1; \
 	echo '$(BIN)/ruff format --check .'; $(BIN)/ruff format --check . || status=1; \
 	echo '$(BIN)/lint-imports --no-cache --no-logo'; $(BIN)/lint-imports --no-cache --no-logo || status=1; \
+	echo '$(BIN)/mypy'; $(BIN)/mypy || status=1; \
 	exit $$status
 
 bench: $(STAMP)

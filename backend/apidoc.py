@@ -134,7 +134,6 @@ class Operation:
     form: type[BaseModel] | None = None
     responses: Mapping[int, Response] = field(default_factory=dict)
     store: bool = True  # uses Redis: may answer 503
-    trailing_slash: bool = False  # documented as the spec writes it, with a trailing slash (optional either way)
     security: tuple[str, ...] | None = None  # schemes beyond the route's own (None: from the route)
 
 
@@ -151,7 +150,6 @@ def operation(
     form: type[BaseModel] | None = None,
     responses: Mapping[int, Response] | None = None,
     store: bool = True,
-    trailing_slash: bool = False,
     security: tuple[str, ...] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Document the route of the decorated handler (put it right under the route decorator)."""
@@ -167,7 +165,6 @@ def operation(
         form=form,
         responses=dict(responses or {}),
         store=store,
-        trailing_slash=trailing_slash,
         security=security,
     )
 

@@ -7,19 +7,20 @@ import logging
 import secrets
 import time
 
-from sanic import Request, Sanic
-from sanic.response import HTTPResponse
+from sanic import Sanic
+from sanic.response import BaseHTTPResponse
 
 from backend import cors, errors, headers, logs
+from backend.admission import QueueWatch
 from backend.assistant.relay import ReplyRelay
 from backend.assistant.routes import bp as assistant_bp
 from backend.auth.dev import bp as dev_login_bp
 from backend.auth.providers import make_provider
 from backend.auth.routes import bp as auth_bp
+from backend.context import ApiRequest, App, AppContext
 from backend.interview.routes import bp as interview_bp
 from backend.logs import configure_logging
 from backend.ops import metrics, openapi
-from backend.ops.queue_watch import QueueWatch
 from backend.ops.routes import bp as ops_bp
 from backend.playground.routes import bp as playground_bp
 from backend.store.datastore import Store
@@ -41,10 +42,17 @@ class RequestIds:
         return f"{self.prefix}{next(self.counter):016x}"
 
 
-def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic:
+def create_app(settings: Settings | None = None, name: str = "backend") -> App:
     settings = settings or get_settings()
     configure_logging(settings.LOG_LEVEL)
-    app = Sanic(name, configure_logging=False)
+    # Sanic types request_class as the default Request[Sanic[Config, SimpleNamespace], SimpleNamespace]
+    # (its type variables are invariant), though a subclass with typed contexts is what it takes.
+    app: App = Sanic(
+        name,
+        ctx=AppContext(),
+        request_class=ApiRequest,  # type: ignore[arg-type]  # see above
+        configure_logging=False,
+    )
     app.config.update(
         REQUEST_MAX_SIZE=MAX_BODY_BYTES,
         AUTO_EXTEND=False,
@@ -71,7 +79,7 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
     headers.install(app)
 
     @app.before_server_start
-    async def open_connections(app: Sanic) -> None:
+    async def open_connections(app: App) -> None:
         store = Store(settings)
         app.ctx.store = store
         app.ctx.provider = make_provider(settings, store.logins)
@@ -80,7 +88,7 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         app.ctx.relay = ReplyRelay(
             hub,
             store.replies,
-            streams=store.streams,
+            streams=store.open_streams,
             ping_seconds=settings.SSE_PING_SECONDS,
             check_seconds=min(settings.SSE_PING_SECONDS, settings.JOB_LEASE_SECONDS * 0.2),
         )
@@ -89,26 +97,24 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         app.ctx.queue_watch.start()
 
     @app.before_server_stop
-    async def end_streams(app: Sanic) -> None:
+    async def end_streams(app: App) -> None:
         # Open streams end without a final event: their clients resume on another pod.
         await app.ctx.relay.stop()
         await app.ctx.queue_watch.stop()
 
     @app.after_server_stop
-    async def close_connections(app: Sanic) -> None:
+    async def close_connections(app: App) -> None:
         await app.ctx.store.close()
 
     ids = RequestIds()
 
-    @app.on_request(priority=100)
-    async def request_id(request: Request) -> None:
+    async def request_id(request: ApiRequest) -> None:
         given = request.headers.get("x-request-id", "")
         request.ctx.request_id = given if 0 < len(given) <= 128 and given.isprintable() else ids.next()
         logs.request_id.set(request.ctx.request_id)
         request.ctx.started = time.perf_counter()
 
-    @app.on_response
-    async def log_request(request: Request, response: HTTPResponse) -> None:
+    async def log_request(request: ApiRequest, response: BaseHTTPResponse) -> None:
         request_id = getattr(request.ctx, "request_id", None)
         if request_id is None:
             return
@@ -127,4 +133,6 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
                 },
             )
 
+    app.middleware(request_id, "request", priority=100)
+    app.middleware(log_request, "response")
     return app

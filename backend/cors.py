@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sanic import Request, Sanic
-from sanic.response import HTTPResponse, empty
+from sanic.response import BaseHTTPResponse, HTTPResponse, empty
 
+from backend.context import ApiRequest, App
 from backend.headers import add_vary
 
 ALLOWED_HEADERS = "Authentication, Authorization, Content-Type, Last-Event-ID, X-Request-ID"
@@ -12,7 +12,7 @@ ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
 EXPOSED_HEADERS = "X-Request-ID, Retry-After"
 
 
-def install(app: Sanic, origins: list[str]) -> None:
+def install(app: App, origins: list[str]) -> None:
     if not origins:
         return
     allowed = set(origins)
@@ -20,11 +20,10 @@ def install(app: Sanic, origins: list[str]) -> None:
     def allows(origin: str | None) -> bool:
         return bool(origin) and ("*" in allowed or origin in allowed)
 
-    @app.on_request(priority=90)
-    async def preflight(request: Request) -> HTTPResponse | None:
+    async def preflight(request: ApiRequest) -> HTTPResponse | None:
         if request.method != "OPTIONS" or "access-control-request-method" not in request.headers:
             return None
-        origin = request.headers.get("origin")
+        origin: str = request.headers.get("origin") or ""
         if not allows(origin):
             return empty(status=204)  # no CORS headers: the browser refuses the real request
         return empty(
@@ -38,10 +37,12 @@ def install(app: Sanic, origins: list[str]) -> None:
             },
         )
 
-    @app.on_response(priority=90)
-    async def allow_origin(request: Request, response: HTTPResponse) -> None:
+    async def allow_origin(request: ApiRequest, response: BaseHTTPResponse) -> None:
         origin = request.headers.get("origin")
         if allows(origin):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
             add_vary(response.headers, "Origin")
+
+    app.middleware(preflight, "request", priority=90)
+    app.middleware(allow_origin, "response", priority=90)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from sanic import Request, Sanic
 from sanic.exceptions import PayloadTooLarge, SanicException
 from sanic.response import HTTPResponse, json
 
+from backend.context import ApiRequest, App
 from backend.store import StoreUnavailable
-from backend.store.ratelimit import RateLimiter
 
 log = logging.getLogger("backend.errors")
 
@@ -49,13 +48,6 @@ class TooManyRequests(ApiError):
         )
 
 
-async def limit_rate(limiter: RateLimiter, name: str, who: str, per_minute: int) -> None:
-    """429 with Retry-After when `who` is past `per_minute` calls of `name` (the store's limiter)."""
-    wait = await limiter.retry_after(name, who, per_minute)
-    if wait:
-        raise TooManyRequests(wait)
-
-
 class BadGateway(ApiError):
     status_code = 502
 
@@ -90,9 +82,9 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json({"message": message}, status=status, headers=headers)
 
 
-def install(app: Sanic) -> None:
+def install(app: App) -> None:
     @app.exception(Exception)
-    async def handle(request: Request, exception: Exception) -> HTTPResponse:
+    async def handle(request: ApiRequest, exception: Exception) -> HTTPResponse:
         if isinstance(exception, ApiError):
             return error_response(exception.status_code, str(exception), dict(exception.headers or {}))
         if isinstance(exception, PayloadTooLarge) and str(exception) == HEAD_TOO_LARGE:

@@ -17,10 +17,11 @@ import hashlib
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from sanic import Request, Sanic
 from sanic.compat import Header
 from sanic.constants import HTTP_METHODS
-from sanic.response import HTTPResponse
+from sanic.response import BaseHTTPResponse
+
+from backend.context import ApiRequest, App
 
 AUTH_VARY = ("Authentication", "Authorization")
 # Routes whose answers hold a one-time login state or a token (names without the app prefix).
@@ -65,9 +66,9 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
 
 
-def allowed_methods(app: Sanic, path: str) -> list[str]:
+def allowed_methods(app: App, path: str) -> list[str]:
     """The methods some route of the app answers on `path`."""
-    allowed = []
+    allowed: list[str] = []
     for method in HTTP_METHODS:
         try:
             app.router.get(path, method, None)
@@ -77,19 +78,18 @@ def allowed_methods(app: Sanic, path: str) -> list[str]:
     return allowed
 
 
-def install(app: Sanic) -> None:
+def install(app: App) -> None:
     prefix = f"{app.name}."
 
-    def authenticated(request: Request) -> bool:
+    def authenticated(request: ApiRequest) -> bool:
         route = request.route
         return route is not None and bool(getattr(route.handler, "authenticated", False))
 
-    def login(request: Request) -> bool:
+    def login(request: ApiRequest) -> bool:
         route = request.route
         return route is not None and route.name.removeprefix(prefix) in LOGIN_ROUTES
 
-    @app.on_response(priority=80)
-    async def security_headers(request: Request, response: HTTPResponse) -> None:
+    async def security_headers(request: ApiRequest, response: BaseHTTPResponse) -> None:
         headers = response.headers
         headers["X-Content-Type-Options"] = "nosniff"
         content_type = response.content_type or headers.get("content-type") or ""
@@ -107,3 +107,5 @@ def install(app: Sanic) -> None:
             allowed = allowed_methods(app, request.path)
             if allowed:
                 headers["Allow"] = ", ".join(allowed)
+
+    app.middleware(security_headers, "response", priority=80)

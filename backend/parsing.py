@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from sanic import Request
 
+from backend.context import ApiRequest
 from backend.errors import BadRequest
 
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def parse_body(request: Request, model: type[Model]) -> Model:
+def parse_body(request: ApiRequest, model: type[Model]) -> Model:
     """The body as `model`, or a 400 that names the offending field."""
     try:
         data = orjson.loads(request.body or b"")
@@ -30,14 +31,14 @@ def parse_body(request: Request, model: type[Model]) -> Model:
         raise BadRequest(f"Invalid field '{field}': {_describe(first)}") from None
 
 
-def _describe(detail: dict) -> str:
-    kind = detail["type"]
-    if kind == "missing":
+def _describe(detail: Mapping[str, Any]) -> str:
+    """One of pydantic's error details (its ErrorDetails)."""
+    if detail["type"] == "missing":
         return "this field is required."
-    return detail["msg"].removeprefix("Value error, ") + "."
+    return str(detail["msg"]).removeprefix("Value error, ") + "."
 
 
-def client_address(request: Request) -> str:
+def client_address(request: ApiRequest) -> str:
     """The client's IP address for per-address limits.
 
     `remote_addr` is what Sanic reads from the proxy headers through PROXIES_COUNT / REAL_IP_HEADER

@@ -25,10 +25,20 @@ from devstack.services import ROOT, Api, Service, Worker
 SUPPORT = Path(__file__).parent / "support"
 
 
+# Under pytest-xdist (`make test`: -n 2) each worker process is a session of its own: its own
+# redis-server, stack and database numbers. On a Redis given by REDIS_URL the workers share the
+# server, so worker k of n takes the databases numbered k modulo n.
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
+        url = os.environ["REDIS_URL"]
+        if XDIST_WORKERS > 1:  # the shared stack on this worker's first database
+            url = f"{url.rpartition('/')[0]}/{XDIST_WORKER}"
+        yield url
         return
     server = RedisServer(None, "--databases", "256").start()  # one database per isolated stack
     yield server.url
@@ -173,12 +183,14 @@ def isolated_url(redis_url: str) -> str:
     """Another database of the same Redis: its own keys and job stream, so its workers are alone.
 
     The suite's own redis-server has 256 databases. On a Redis given by REDIS_URL (16 by default)
-    the numbers wrap around, and a database is emptied before it is used again.
+    the numbers wrap around (within this xdist worker's share), and a database is emptied before
+    it is used again.
     """
     base, _, _ = redis_url.rpartition("/")
     number = next(_next_db)
     if os.environ.get("REDIS_URL"):
-        number = 1 + (number - 1) % 15
+        share = range(XDIST_WORKER, 16, XDIST_WORKERS)[1:]  # the first is the shared stack's
+        number = share[(number - 1) % len(share)]
         sync_redis.Redis.from_url(f"{base}/{number}").flushdb()
     return f"{base}/{number}"
 

@@ -105,17 +105,17 @@ async def test_open_streams_counted_and_held_on_cluster(cluster: RedisCluster) -
     store = Store(settings)
     users = range(10_001, 10_007)  # keys on every master
     try:
-        held = {user: [await store.streams.open(user) for _ in range(2)] for user in users}
+        held = {user: [await store.open_streams.open(user) for _ in range(2)] for user in users}
         assert all(None not in ids for ids in held.values())
-        assert [await store.streams.open(user) for user in users] == [None] * len(users)
+        assert [await store.open_streams.open(user) for user in users] == [None] * len(users)
         for _ in range(4):  # 2 s, twice what an entry lasts unless its holder extends it
             await asyncio.sleep(0.5)
-            await store.streams.hold()  # what the relay's ticker does: one call per user, all users
-        assert [await store.streams.open(user) for user in users] == [None] * len(users)
-        await store.streams.close(users[0], held[users[0]][0])
-        assert await store.streams.open(users[0]) is not None
-        store.streams.held.clear()  # as if the holder died: its streams expire
+            await store.open_streams.hold()  # what the relay's ticker does: one call per user, all users
+        assert [await store.open_streams.open(user) for user in users] == [None] * len(users)
+        await store.open_streams.close(users[0], held[users[0]][0])
+        assert await store.open_streams.open(users[0]) is not None
+        store.open_streams.held.clear()  # as if the holder died: its streams expire
         await asyncio.sleep(1.1)
-        assert None not in [await store.streams.open(user) for user in users[1:]]
+        assert None not in [await store.open_streams.open(user) for user in users[1:]]
     finally:
         await store.close()

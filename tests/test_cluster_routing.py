@@ -95,7 +95,7 @@ async def test_a_slot_half_way_through_a_migration_is_asked(store: Store, cluste
         assert moved >= 2  # the user and the session
         profile = await store.users.authenticate(token)
         assert profile is not None and profile["provider"] == "dev"
-        assert await store.streams.open(user_id) is not None  # a script that writes, asked too
+        assert await store.open_streams.open(user_id) is not None  # a script that writes, asked too
         assert int(cluster.call(target, "CLUSTER", "COUNTKEYSINSLOT", slot)) >= moved + 1
     finally:
         for node in cluster.masters():

@@ -65,7 +65,7 @@ SPEC_OPERATIONS = {
     ("/assistant/chat", "get"): "listChats",
     ("/assistant/chat/{chatId}", "get"): "getChat",
     ("/assistant/chat/{chatId}", "delete"): "deleteChat",
-    ("/assistant/chat/{chatId}/", "post"): "sendMessage",
+    ("/assistant/chat/{chatId}", "post"): "sendMessage",
     ("/assistant/chat/{chatId}/stream", "get"): "streamReply",
     ("/assistant/chat/{chatId}/stream-ticket", "post"): "createStreamTicket",
     ("/assistant/chat/{chatId}/stop", "post"): "stopReply",
@@ -195,18 +195,24 @@ async def test_document_says_what_a_typed_client_needs(spec: dict[str, Any]) -> 
     questions = paths["/user/questions"]["get"]["responses"]
     assert {"200", "202", "409"} <= set(questions)
     assert resolve(spec, questions["202"]["content"]["application/json"]["schema"]) is schemas["UserQuestionsResponse"]
-    for limited in (
-        "/user/auth-code",
-        "/user/skill-description",
-        "/assistant/chat/{chatId}/",
-        "/assistant/chat/{chatId}/stream",
+    for limited, method in (
+        ("/user/auth-code", "get"),
+        ("/user/skill-description", "post"),
+        ("/assistant/chat/{chatId}", "post"),
+        ("/assistant/chat/{chatId}/stream", "get"),
     ):
-        (op,) = paths[limited].values()
+        op = paths[limited][method]
         assert "429" in op["responses"] and "503" in op["responses"], limited
     answer = paths["/user/questions/{id}/answer"]["post"]
     assert {"400", "404", "409"} <= set(answer["responses"])
     assert [p["name"] for p in answer["parameters"] if p["in"] == "path"] == ["id"]
     assert answer["parameters"][0]["schema"] == {"type": "integer", "format": "int64", "minimum": 1}
+    answer_schema = schemas["UserAnswerRequest"]["properties"]["answer"]
+    assert (answer_schema["minimum"], answer_schema["maximum"]) == (0, 5)  # at most 6 choices
+    # One resource to the server, one path item in the document (the trailing slash is optional):
+    # OPTIONS' Allow and a POST without the slash agree with it.
+    assert set(paths["/assistant/chat/{chatId}"]) >= {"get", "post", "delete"}
+    assert not any(path.endswith("/") for path in paths), sorted(paths)
 
     callback = paths["/user/auth-callback"]["get"]["parameters"]
     assert {(p["name"], p["in"], p["required"], p["schema"]["type"]) for p in callback} == {
@@ -230,7 +236,7 @@ async def test_document_says_what_a_typed_client_needs(spec: dict[str, Any]) -> 
     where = {p["name"]: p["in"] for p in stream["parameters"]}
     assert where == {"chatId": "path", "Last-Event-ID": "header", "lastEventId": "query", "ticket": "query"}
     assert {"ticket": []} in stream["security"]
-    for sse in (stream, paths["/assistant/chat/{chatId}/"]["post"]):
+    for sse in (stream, paths["/assistant/chat/{chatId}"]["post"]):
         content = sse["responses"]["200"]["content"]
         assert list(content) == ["text/event-stream; charset=utf-8"]
         event = resolve(spec, content["text/event-stream; charset=utf-8"]["schema"])

@@ -18,6 +18,7 @@ from config.settings import Settings
 from devstack.login import auth, dev_login
 from devstack.services import ROOT, _env
 from tests.conftest import LlmStub, Processes, eventually, isolated_url, openai_env
+from tests.support.prom import sample
 from tests.test_chat import new_chat, send
 from tests.test_chat_streaming import history
 from tests.test_interview import describe
@@ -61,7 +62,7 @@ async def test_a_refused_key_fails_at_once_becomes_a_dead_letter_and_is_retried_
         assert letter["userId"] > 0 and letter["failedAt"] > 0
         queue = admin(url, "queue")
         assert queue.returncode == 0 and "dead: 1" in queue.stdout and "questions:" in queue.stdout
-        assert "ai_jobs_dead 1" in (await http.get("/metrics")).text
+        assert sample((await http.get("/metrics")).text, "ai_jobs_dead") == 1
 
         stub.control()  # the operator fixed the key
         retried = admin(url, "retry", letter["id"])
@@ -163,6 +164,12 @@ async def test_load_shedding_when_no_worker_takes_jobs(processes: Processes, red
         await eventually(lambda: shedding(http, 1), within=10)
         refused = await http.post(f"/assistant/chat/{chat_id}/", json={"prompt": "hi"}, headers=user)
         assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1 and refused.json()["message"]
+        # Refused before the session is looked up (fast while saturated): a token that is no session
+        # gets the same busy answer and nothing else; no credentials at all is still 401.
+        stranger = {"Authentication": "Basic 1." + "x" * 43}
+        shed = await http.post(f"/assistant/chat/{chat_id}/", json={"prompt": "hi"}, headers=stranger)
+        assert shed.status_code == 503 and shed.json() == refused.json()
+        assert (await http.post(f"/assistant/chat/{chat_id}/", json={"prompt": "hi"})).status_code == 401
         other = auth(await dev_login(http))
         described = await http.post("/user/skill-description", json={"description": "Go"}, headers=other)
         assert described.status_code == 503 and "Retry-After" in described.headers
@@ -173,15 +180,15 @@ async def test_load_shedding_when_no_worker_takes_jobs(processes: Processes, red
 
 
 async def shedding(http: httpx.AsyncClient, state: int) -> bool:
-    return f"\nai_api_shedding {state}\n" in (await http.get("/metrics")).text
+    return sample((await http.get("/metrics")).text, "ai_api_shedding") == state
 
 
 async def knows_job_length(http: httpx.AsyncClient) -> bool:
-    return "\nai_api_worker_job_seconds " in (await http.get("/metrics")).text
+    return sample((await http.get("/metrics")).text, "ai_api_worker_job_seconds") is not None
 
 
 async def free_slots(http: httpx.AsyncClient, count: int) -> bool:
-    return f"\nai_api_worker_slots_free {count}\n" in (await http.get("/metrics")).text
+    return sample((await http.get("/metrics")).text, "ai_api_worker_slots_free") == count
 
 
 async def test_a_prompt_that_would_wait_too_long_for_a_slot_is_refused_at_once(

@@ -17,7 +17,7 @@ from workers.health import LoopHeartbeat, serve_health
 from workers.jobs.chat import ChatJob
 from workers.jobs.questions import QuestionsJob
 from workers.llm import make_llm
-from workers.runner import Runner
+from workers.runner import JobHandler, Runner
 
 log = logging.getLogger("workers")
 
@@ -27,7 +27,7 @@ async def serve(settings: Settings, heartbeat: LoopHeartbeat | None = None) -> N
     store = Store(settings, worker=True)
     llm = make_llm(settings)
     chat = ChatJob(store, llm, settings.CHAT_CONTEXT_CHARS, settings.JOB_LEASE_SECONDS)
-    handlers = {"questions": QuestionsJob(store, llm, settings.QUESTION_COUNT), "chat": chat}
+    handlers: dict[str, JobHandler] = {"questions": QuestionsJob(store, llm, settings.QUESTION_COUNT), "chat": chat}
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     runner = Runner(store.queue, settings, handlers, consumer)
     loop = asyncio.get_running_loop()

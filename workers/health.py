@@ -56,7 +56,8 @@ def health_app(heartbeat: LoopHeartbeat) -> Callable[..., Iterable[bytes]]:
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != "/healthz":
-            return metrics(environ, start_response)
+            exposition: Iterable[bytes] = metrics(environ, start_response)
+            return exposition
         age = heartbeat.age()
         fresh = age <= heartbeat.max_age
         body = f"event loop {'turning' if fresh else 'stuck'}: last turn {age:.1f} s ago\n".encode()
@@ -82,6 +83,8 @@ def serve_health(host: str, port: int, heartbeat: LoopHeartbeat) -> WSGIServer:
     """Serve `/healthz` and the metrics on host:port from a daemon thread; port 0 picks a free one."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]  # HOST may be IPv6 ("::")
     server_class = type("HealthServer", (_ThreadingServer,), {"address_family": family})
-    server = make_server(host, port, health_app(heartbeat), server_class=server_class, handler_class=_QuietHandler)
+    server: WSGIServer = make_server(
+        host, port, health_app(heartbeat), server_class=server_class, handler_class=_QuietHandler
+    )
     threading.Thread(target=server.serve_forever, name="worker-health", daemon=True).start()
     return server

@@ -7,14 +7,15 @@
   prompts always find a free slot.
 - Attempts are counted in Redis (so they survive a worker's death). A failed attempt is retried
   with exponential backoff and jitter, never sooner than the error's `retry_after`, up to
-  JOB_MAX_ATTEMPTS; an error that says a retry cannot help (`retryable = False`) ends the job at
+  JOB_MAX_ATTEMPTS; an `AttemptFailed` that says a retry cannot help (`retryable = False`,
+  workers/errors.py) ends the job at
   once. Then the handler's give_up() runs and the job becomes a dead letter; a job whose
   give_up() itself fails is buried anyway: it is logged, not looped.
 - Each loop survives any Redis failure (a stall, a failover, a migration): it logs, backs off
   with jitter and goes on; the store's clients follow the topology.
 - Every REPORT_SECONDS the worker reports its slots, how many run, and when it expects to free
   one (from the average length of each job type): the API's load shedding refuses prompts that
-  would wait longer than QUEUE_MAX_WAIT_SECONDS for a slot (backend/ops/queue_watch.py).
+  would wait longer than QUEUE_MAX_WAIT_SECONDS for a slot (backend/admission.py).
 - SIGTERM: stop reading, let running jobs finish within the grace period, hand back the rest.
 """
 
@@ -23,15 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from backend import logs
+from backend.backoff import Backoff, equal_jitter
 from backend.store import StoreUnavailable
 from backend.store.queue import Job, JobQueue
 from config.settings import Settings
 from workers import metrics
+from workers.errors import AttemptFailed
 
 log = logging.getLogger("workers.runner")
 
@@ -93,23 +95,22 @@ class Runner:
         await self._drain()
 
     async def _wait_for_redis(self) -> None:
-        delay = 0.1
+        backoff = Backoff(0.1, cap=2.0)
         while not self._stopping.is_set():
             try:
                 await self.queue.ensure_groups()
                 return
             except StoreUnavailable as error:
                 log.warning("redis unavailable, waiting", extra={"error": str(error)})
-                await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(delay * 2, 2.0)
+                await backoff.sleep()
 
     async def _forever(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
         """Run one loop step after another; no failure ends the loop."""
-        delay = 0.1
+        backoff = Backoff(0.1, cap=2.0)
         while True:
             try:
                 await step()
-                delay = 0.1
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -120,8 +121,7 @@ class Runner:
                     exc_info=level == logging.ERROR,
                     extra={"loop": name, "error": repr(error)},
                 )
-                await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(delay * 2, 2.0)
+                await backoff.sleep()
 
     async def _read(self) -> None:
         free = self.concurrency - len(self.running)
@@ -215,7 +215,8 @@ class Runner:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                retryable = getattr(error, "retryable", True)
+                failed = error if isinstance(error, AttemptFailed) else AttemptFailed(repr(error))
+                retryable = failed.retryable
                 log.warning(
                     "job attempt failed",
                     extra={
@@ -231,7 +232,7 @@ class Runner:
                     await self._give_up(handler, job, error)
                     return
                 await self._count(job.type, "retried")
-                await asyncio.sleep(self.retry_delay(attempt, getattr(error, "retry_after", None)))
+                await asyncio.sleep(self.retry_delay(attempt, failed.retry_after))
             else:
                 self._finished(job)
                 await self._count(job.type, "done")
@@ -239,9 +240,9 @@ class Runner:
                 return
 
     def retry_delay(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter, never sooner than the provider's Retry-After."""
-        backoff = self.retry_base * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-        return max(backoff, retry_after or 0.0)
+        """Exponential backoff with jitter from JOB_RETRY_BASE_SECONDS, never sooner than the
+        provider's Retry-After."""
+        return max(equal_jitter(self.retry_base, attempt), retry_after or 0.0)
 
     async def _give_up(self, handler: JobHandler, job: Job, error: BaseException | None) -> None:
         """Record the failure where the user sees it, then keep the job as a dead letter. When

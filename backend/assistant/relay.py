@@ -17,12 +17,12 @@ import itertools
 import re
 from enum import Enum
 
-from sanic.response.types import HTTPResponse, ResponseStream
+from sanic.response.types import HTTPResponse
 
 from backend.ops.metrics import OPEN_STREAMS
 from backend.store import RelayHub, StoreUnavailable
+from backend.store.open_streams import OpenStreams
 from backend.store.replies import LOG_PAGE, Replies
-from backend.store.streams import OpenStreams
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 # no-transform: no proxy may compress or rewrite the stream; X-Accel-Buffering: nginx passes each chunk on.
@@ -148,7 +148,7 @@ class ChunkedSocket:
 
     __slots__ = ("direct", "response", "transport")
 
-    def __init__(self, response: HTTPResponse | ResponseStream, transport: asyncio.Transport) -> None:
+    def __init__(self, response: HTTPResponse, transport: asyncio.Transport) -> None:
         self.response = response
         self.transport = transport
         self.direct = False
@@ -237,7 +237,7 @@ class ReplyRelay:
 
     async def stream(
         self,
-        response: HTTPResponse | ResponseStream,
+        response: HTTPResponse,
         transport: asyncio.Transport,
         user_id: int,
         chat_id: int,
@@ -265,7 +265,7 @@ class ReplyRelay:
             return [], True
         return frames, len(frames) >= LOG_PAGE
 
-    async def _follow(self, response: HTTPResponse | ResponseStream, listener: StreamListener) -> None:
+    async def _follow(self, response: HTTPResponse, listener: StreamListener) -> None:
         socket = listener.socket
         frames, more = await self._read_log(listener)
         out, ended, hole = listener.accept(frames)

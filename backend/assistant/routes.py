@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, cast
 
 from pydantic import BaseModel, Field, StringConstraints
-from sanic import Blueprint, Request
+from sanic import Blueprint
 from sanic.response import HTTPResponse, json
 
+from backend.admission import admitted, limit_rate
 from backend.apidoc import INT64, EventStream, Json, MessageResponse, Param, operation, trimmed
 from backend.assistant.models import (
     CURSOR_PATTERN,
@@ -24,7 +26,8 @@ from backend.assistant.models import (
 )
 from backend.assistant.relay import SSE_CONTENT_TYPE, SSE_HEADERS, parse_event_id
 from backend.auth.guard import authenticated, authenticated_or_ticket
-from backend.errors import ApiError, BadRequest, Conflict, NotFound, limit_rate
+from backend.context import ApiRequest
+from backend.errors import ApiError, BadRequest, Conflict, NotFound
 from backend.parsing import parse_body
 from backend.store import StoreUnavailable
 from backend.store.chats import ReplyInFlight, TooManyChats
@@ -55,10 +58,10 @@ class TooManyStreams(ApiError):
 
 
 @contextlib.asynccontextmanager
-async def open_stream(request: Request) -> AsyncIterator[None]:
+async def open_stream(request: ApiRequest) -> AsyncIterator[None]:
     """Count one SSE stream of the caller (on every pod) while it is open; 429 over the cap.
     Enter it before the response starts."""
-    streams = request.app.ctx.store.streams
+    streams = request.app.ctx.store.open_streams
     user_id = request.ctx.user_id
     stream_id = await streams.open(user_id)
     if stream_id is None:
@@ -68,6 +71,12 @@ async def open_stream(request: Request) -> AsyncIterator[None]:
     finally:
         with contextlib.suppress(StoreUnavailable):  # not extended any more: it expires by itself
             await streams.close(user_id, stream_id)
+
+
+def connection(request: ApiRequest) -> asyncio.Transport:
+    """The client's connection, which the relay writes frames to: on Sanic's own server the
+    asyncio transport (Sanic types it as a protocol that also covers ASGI, which is not used)."""
+    return cast(asyncio.Transport, request.transport)
 
 
 class SendMessageRequest(BaseModel):
@@ -114,7 +123,7 @@ REPLY_STREAM = EventStream(
     },
 )
 @authenticated
-async def create_chat(request: Request) -> HTTPResponse:
+async def create_chat(request: ApiRequest) -> HTTPResponse:
     try:
         chat_id = await request.app.ctx.store.chats.create(request.ctx.user_id)
     except TooManyChats:
@@ -123,7 +132,7 @@ async def create_chat(request: Request) -> HTTPResponse:
     return json({"chatId": chat_id})
 
 
-def _page(request: Request) -> tuple[int, tuple[int, int] | None]:
+def _page(request: ApiRequest) -> tuple[int, tuple[int, int] | None]:
     """`limit` and the position of `before`, strictly parsed."""
     args = request.get_args(keep_blank_values=True)
     limit, before = args.get("limit"), args.get("before")
@@ -154,7 +163,7 @@ def _page(request: Request) -> tuple[int, tuple[int, int] | None]:
     responses={200: ChatListResponse, 400: "`limit` is not an integer from 1 to 100, or `before` is not a `next`."},
 )
 @authenticated
-async def list_chats(request: Request) -> HTTPResponse:
+async def list_chats(request: ApiRequest) -> HTTPResponse:
     limit, before = _page(request)
     chats, after = await request.app.ctx.store.chats.list(request.ctx.user_id, limit, before)
     if after is None:
@@ -170,7 +179,7 @@ async def list_chats(request: Request) -> HTTPResponse:
     responses={200: ChatResponse, 404: NO_SUCH_CHAT},
 )
 @authenticated
-async def get_chat(request: Request, chat_id: int) -> HTTPResponse:
+async def get_chat(request: ApiRequest, chat_id: int) -> HTTPResponse:
     chat = await request.app.ctx.store.chats.get(request.ctx.user_id, chat_id)
     if chat is None:
         raise NotFound(NO_CHAT)
@@ -182,7 +191,7 @@ async def get_chat(request: Request, chat_id: int) -> HTTPResponse:
     "deleteChat", "Delete a chat and its messages", path=CHAT_ID, responses={200: MessageResponse, 404: NO_SUCH_CHAT}
 )
 @authenticated
-async def delete_chat(request: Request, chat_id: int) -> HTTPResponse:
+async def delete_chat(request: ApiRequest, chat_id: int) -> HTTPResponse:
     if not await request.app.ctx.store.chats.delete(request.ctx.user_id, chat_id):
         raise NotFound(NO_CHAT)
     return json({"message": "Chat deleted."})
@@ -196,7 +205,6 @@ async def delete_chat(request: Request, chat_id: int) -> HTTPResponse:
     "A client that disconnects does not stop the reply: resume it with GET .../stream.",
     path=CHAT_ID,
     body=SendMessageRequest,
-    trailing_slash=True,
     responses={
         200: REPLY_STREAM,
         404: NO_SUCH_CHAT,
@@ -206,36 +214,33 @@ async def delete_chat(request: Request, chat_id: int) -> HTTPResponse:
         "`Retry-After` seconds.",
     },
 )
+@admitted("chat")  # shed from memory before the session's Redis call: a refusal stays fast when saturated
 @authenticated
-async def send_message(request: Request, chat_id: int) -> HTTPResponse | None:
+async def send_message(request: ApiRequest, chat_id: int) -> HTTPResponse | None:
     ctx = request.app.ctx
     user_id = request.ctx.user_id
     body = parse_body(request, SendMessageRequest)
-    # 503 with Retry-After when no worker slot frees soon enough or the workers are behind: decided
-    # from memory, first, so a refusal costs no Redis call and no rate-limit budget.
-    with ctx.queue_watch.admission("chat") as admission:
-        await limit_rate(ctx.store.limiter, "chat", str(user_id), ctx.settings.RATE_LIMIT_CHAT_PER_MINUTE)
-        async with open_stream(request):  # before the prompt is stored: a 429 changes nothing
-            try:
-                gen = await ctx.store.chats.start_reply(user_id, chat_id, body.prompt)
-            except ReplyInFlight:
-                raise Conflict("A reply is still being written in this chat. Wait for it or stop it first.") from None
-            if gen is None:
-                raise NotFound(NO_CHAT)
-            try:
-                await ctx.store.queue.enqueue("chat", request.ctx.request_id, userId=user_id, chatId=chat_id, gen=gen)
-            except StoreUnavailable:
-                # The prompt is stored but no worker will see it: end the reply so the chat takes prompts.
-                with contextlib.suppress(StoreUnavailable):
-                    await ctx.store.replies.finish(user_id, chat_id, gen, "fail", message=QUEUE_FAILED)
-                raise
-            admission.enqueued()
-            response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
-            await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, 0)
+    await limit_rate(ctx.store.limiter, "chat", str(user_id), ctx.settings.RATE_LIMIT_CHAT_PER_MINUTE)
+    async with open_stream(request):  # before the prompt is stored: a 429 changes nothing
+        try:
+            gen = await ctx.store.chats.start_reply(user_id, chat_id, body.prompt)
+        except ReplyInFlight:
+            raise Conflict("A reply is still being written in this chat. Wait for it or stop it first.") from None
+        if gen is None:
+            raise NotFound(NO_CHAT)
+
+        async def end_reply() -> None:  # the prompt is stored but no worker will see it: the chat takes prompts
+            await ctx.store.replies.finish(user_id, chat_id, gen, "fail", message=QUEUE_FAILED)
+
+        await request.ctx.admission.enqueue(
+            ctx.store.queue, request.ctx.request_id, end_reply, userId=user_id, chatId=chat_id, gen=gen
+        )
+        response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
+        await ctx.relay.stream(response, connection(request), user_id, chat_id, gen, 0)
     return None
 
 
-async def reply_state(request: Request, chat_id: int) -> tuple[int, str, int]:
+async def reply_state(request: ApiRequest, chat_id: int) -> tuple[int, str, int]:
     """(generation, status, last seq) of the caller's chat's newest reply; 404 for no such chat."""
     gen, status, seq = await request.app.ctx.store.replies.state(request.ctx.user_id, chat_id)
     if gen is None:
@@ -243,7 +248,7 @@ async def reply_state(request: Request, chat_id: int) -> tuple[int, str, int]:
     return gen, status, seq
 
 
-def _last_event_id(request: Request) -> str:
+def _last_event_id(request: ApiRequest) -> str:
     return (request.headers.get("last-event-id") or request.args.get("lastEventId") or "").strip()
 
 
@@ -280,7 +285,7 @@ def _last_event_id(request: Request) -> str:
     },
 )
 @authenticated_or_ticket  # `?ticket=` for a browser's EventSource, which can send no header
-async def resume(request: Request, chat_id: int) -> HTTPResponse | None:
+async def resume(request: ApiRequest, chat_id: int) -> HTTPResponse | None:
     ctx = request.app.ctx
     user_id = request.ctx.user_id
     gen, _, seq = await reply_state(request, chat_id)
@@ -296,7 +301,7 @@ async def resume(request: Request, chat_id: int) -> HTTPResponse | None:
     await limit_rate(ctx.store.limiter, "stream", str(user_id), ctx.settings.RATE_LIMIT_STREAM_PER_MINUTE)
     async with open_stream(request):
         response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
-        await ctx.relay.stream(response, request.transport, user_id, chat_id, gen, after)
+        await ctx.relay.stream(response, connection(request), user_id, chat_id, gen, after)
     return None
 
 
@@ -311,7 +316,7 @@ async def resume(request: Request, chat_id: int) -> HTTPResponse | None:
     responses={200: StreamTicketResponse, 404: NO_SUCH_CHAT, 429: "Too many tickets this minute."},
 )
 @authenticated
-async def stream_ticket(request: Request, chat_id: int) -> HTTPResponse:
+async def stream_ticket(request: ApiRequest, chat_id: int) -> HTTPResponse:
     """A short-lived credential for this chat's stream only: `GET .../stream?ticket=` (EventSource)."""
     ctx = request.app.ctx
     user_id = request.ctx.user_id
@@ -330,7 +335,7 @@ async def stream_ticket(request: Request, chat_id: int) -> HTTPResponse:
     responses={200: MessageResponse, 404: NO_SUCH_CHAT, 409: "No reply is being written in this chat."},
 )
 @authenticated
-async def stop(request: Request, chat_id: int) -> HTTPResponse:
+async def stop(request: ApiRequest, chat_id: int) -> HTTPResponse:
     ctx = request.app.ctx
     user_id = request.ctx.user_id
     gen, status, _ = await reply_state(request, chat_id)

@@ -12,11 +12,14 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, Field
-from sanic import Blueprint, Request
+from sanic import Blueprint
+from sanic.request import RequestParameters
 from sanic.response import HTTPResponse, html, redirect
 
 from backend.apidoc import Other, Param, operation
-from backend.errors import BadRequest
+from backend.auth.providers import DevProvider
+from backend.context import ApiRequest
+from backend.errors import BadRequest, NotFound
 from backend.headers import origin, page_policy
 
 bp = Blueprint("dev_login", url_prefix="/dev")
@@ -76,7 +79,7 @@ HTML_PAGE = Other("An HTML page.", "text/html; charset=utf-8")
     query=[Param(name, "From `loginUrl`.", Annotated[str, Field(min_length=1)], required=True) for name in FORWARDED],
     responses={200: HTML_PAGE, 400: "A query parameter is missing."},
 )
-async def login_page(request: Request) -> HTTPResponse:
+async def login_page(request: ApiRequest) -> HTTPResponse:
     missing = [name for name in FORWARDED if not request.args.get(name)]
     if missing:
         raise BadRequest(f"Missing query parameter '{missing[0]}'.")
@@ -102,8 +105,8 @@ async def login_page(request: Request) -> HTTPResponse:
         400: "A field is missing or too long, or `redirect_uri` is not OAUTH_REDIRECT_URI.",
     },
 )
-async def login_submit(request: Request) -> HTTPResponse:
-    form = request.form or {}
+async def login_submit(request: ApiRequest) -> HTTPResponse:
+    form = request.form or RequestParameters()
     values = {name: (form.get(name) or "").strip() for name in (*FORWARDED, "username")}
     if not all(values.values()):
         raise BadRequest("Fields 'username', 'state', 'code_challenge' and 'redirect_uri' are required.")
@@ -112,6 +115,8 @@ async def login_submit(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
     if values["redirect_uri"] != ctx.settings.OAUTH_REDIRECT_URI:
         raise BadRequest("Invalid redirect_uri.")
+    if not isinstance(ctx.provider, DevProvider):  # the routes exist only with AUTH_PROVIDER=dev
+        raise NotFound("Not found.")
     code = await ctx.provider.issue_code(values["username"], values["code_challenge"])
     separator = "&" if "?" in values["redirect_uri"] else "?"
     return redirect(
@@ -126,7 +131,7 @@ async def login_submit(request: Request) -> HTTPResponse:
     store=False,
     responses={200: HTML_PAGE},
 )
-async def callback_page(request: Request) -> HTTPResponse:
+async def callback_page(request: ApiRequest) -> HTTPResponse:
     return html(
         PAGE.format(title="Logging in", style=STYLE, body=CALLBACK),
         headers={"Content-Security-Policy": CALLBACK_POLICY},

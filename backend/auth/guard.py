@@ -6,16 +6,15 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
 
-from sanic import Request
-
+from backend.context import ApiRequest
 from backend.errors import Unauthorized
 
 Handler = Callable[..., Awaitable[Any]]
 
 
-def bearer_token(request: Request) -> str:
+def bearer_token(request: ApiRequest) -> str:
     """The token of `Authentication: Basic <token>` (the spec) or `Authorization: Bearer <token>`."""
-    header = request.headers.get("authentication") or request.headers.get("authorization")
+    header: str | None = request.headers.get("authentication") or request.headers.get("authorization")
     if not header:
         raise Unauthorized("Authentication required: send 'Authentication: Basic <token>'.")
     scheme, _, token = header.strip().partition(" ")
@@ -27,7 +26,7 @@ def bearer_token(request: Request) -> str:
 
 def authenticated(handler: Handler) -> Handler:
     @wraps(handler)
-    async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
+    async def wrapper(request: ApiRequest, *args: Any, **kwargs: Any) -> Any:
         token = bearer_token(request)
         user = await request.app.ctx.store.users.authenticate(token)
         if user is None:
@@ -48,7 +47,7 @@ def authenticated_or_ticket(handler: Handler) -> Handler:
     by_session = authenticated(handler)
 
     @wraps(handler)
-    async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
+    async def wrapper(request: ApiRequest, *args: Any, **kwargs: Any) -> Any:
         tickets = request.get_args(keep_blank_values=True).getlist("ticket")
         if not tickets:
             return await by_session(request, *args, **kwargs)

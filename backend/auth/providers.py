@@ -175,6 +175,7 @@ class OidcProvider(_ProviderCalls):
                 return self._keyset
             jwks = await self._get_json((await self.metadata())["jwks_uri"])
             try:
+                # The provider's JSON, checked by joserfc itself (its errors are caught below).
                 self._keyset = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
             except (JoseError, KeyError, TypeError, ValueError):
                 raise BadGateway("Login failed: the login provider sent invalid signing keys.") from None
@@ -183,7 +184,7 @@ class OidcProvider(_ProviderCalls):
     async def authorize_url(self, state: str, code_verifier: str, nonce: str) -> str:
         endpoint = (await self.metadata())["authorization_endpoint"]
         url, _ = self.client().create_authorization_url(endpoint, state=state, code_verifier=code_verifier, nonce=nonce)
-        return url
+        return str(url)
 
     async def identify(self, code: str, code_verifier: str, nonce: str) -> Identity:
         meta = await self.metadata()
@@ -266,7 +267,7 @@ class GithubProvider(_ProviderCalls):
         url, _ = self.client().create_authorization_url(
             f"{self.settings.GITHUB_URL}/login/oauth/authorize", state=state, code_verifier=code_verifier
         )
-        return url
+        return str(url)
 
     async def identify(self, code: str, code_verifier: str, nonce: str) -> Identity:
         async with self.client() as client:

@@ -6,13 +6,15 @@ import secrets
 from typing import Annotated
 
 from pydantic import Field
-from sanic import Blueprint, Request
+from sanic import Blueprint
 from sanic.response import HTTPResponse, json
 
+from backend.admission import limit_rate
 from backend.apidoc import MessageResponse, Param, operation
 from backend.auth.guard import authenticated
 from backend.auth.models import AuthCallbackResponse, AuthResponse, UserInfoResponse
-from backend.errors import BadRequest, limit_rate
+from backend.context import ApiRequest
+from backend.errors import BadRequest
 from backend.parsing import client_address
 from backend.store.interview import NOT_STARTED, SUCCESS
 
@@ -27,7 +29,7 @@ bp = Blueprint("auth", url_prefix="/user")
     "authorize URL. Limited per client address (`RATE_LIMIT_AUTH_PER_MINUTE`).",
     responses={200: AuthResponse, 429: "Too many login attempts from this address."},
 )
-async def auth_code(request: Request) -> HTTPResponse:
+async def auth_code(request: ApiRequest) -> HTTPResponse:
     ctx = request.app.ctx
     await limit_rate(ctx.store.limiter, "auth", client_address(request), ctx.settings.RATE_LIMIT_AUTH_PER_MINUTE)
     state = secrets.token_urlsafe(24)
@@ -63,7 +65,7 @@ async def auth_code(request: Request) -> HTTPResponse:
         503: "Redis or the login provider did not answer in time: try again after `Retry-After` seconds.",
     },
 )
-async def auth_callback(request: Request) -> HTTPResponse:
+async def auth_callback(request: ApiRequest) -> HTTPResponse:
     code = request.args.get("code", "")
     state = request.args.get("state", "")
     if not code or not state:
@@ -85,7 +87,7 @@ async def auth_callback(request: Request) -> HTTPResponse:
 @bp.post("/logout")
 @operation("logout", "Log out: the token stops working at once, on every pod", responses={200: MessageResponse})
 @authenticated
-async def logout(request: Request) -> HTTPResponse:
+async def logout(request: ApiRequest) -> HTTPResponse:
     await request.app.ctx.store.users.logout(request.ctx.token)
     return json({"message": "Logged out."})
 
@@ -93,7 +95,7 @@ async def logout(request: Request) -> HTTPResponse:
 @bp.get("/info")
 @operation("getUserInfo", "The user's information and interview status", responses={200: UserInfoResponse})
 @authenticated
-async def info(request: Request) -> HTTPResponse:
+async def info(request: ApiRequest) -> HTTPResponse:
     user = request.ctx.user
     status = user.get("status", NOT_STARTED)
     body = {

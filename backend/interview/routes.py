@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictInt, StringConstraints
-from sanic import Blueprint, Request
+from sanic import Blueprint
 from sanic.response import HTTPResponse, json
 
+from backend.admission import admitted, limit_rate
 from backend.apidoc import INT64, Json, MessageResponse, Param, operation, trimmed
 from backend.auth.guard import authenticated
-from backend.errors import BadRequest, Conflict, NotFound, limit_rate
+from backend.context import ApiRequest
+from backend.errors import BadRequest, Conflict, NotFound
 from backend.interview.models import UserQuestionsResponse
 from backend.parsing import parse_body
-from backend.store import StoreUnavailable
 from backend.store.interview import NOT_STARTED, QUESTION_NOT_READY, question_views
 
 bp = Blueprint("interview", url_prefix="/user")
@@ -28,9 +28,15 @@ class SkillDescriptionRequest(BaseModel):
     ]
 
 
+MAX_CHOICES = 6  # a question's choices at most (workers/llm/base.py checks what the LLM writes)
+
+
 class UserAnswerRequest(BaseModel):
     answer: StrictInt = Field(
-        description="Index in the question's `choices` (0 for the first).", json_schema_extra=INT64
+        ge=0,
+        le=MAX_CHOICES - 1,
+        description="Index in the question's `choices` (0 for the first).",
+        json_schema_extra=INT64,
     )
 
 
@@ -47,22 +53,21 @@ class UserAnswerRequest(BaseModel):
         503: "Redis is unavailable, or the question writers are far behind: try again after `Retry-After`.",
     },
 )
+@admitted("questions")  # the question writers far behind: 503 with Retry-After, before the session check
 @authenticated
-async def skill_description(request: Request) -> HTTPResponse:
+async def skill_description(request: ApiRequest) -> HTTPResponse:
     body = parse_body(request, SkillDescriptionRequest)
     ctx = request.app.ctx
     user_id = request.ctx.user_id
-    with ctx.queue_watch.admission("questions") as admission:  # workers far behind: 503 with Retry-After
-        await limit_rate(ctx.store.limiter, "interview", str(user_id), ctx.settings.RATE_LIMIT_INTERVIEW_PER_MINUTE)
-        interview_id = await ctx.store.interview.start(user_id, body.description)
-        try:
-            await ctx.store.queue.enqueue("questions", request.ctx.request_id, userId=user_id, interviewId=interview_id)
-        except StoreUnavailable:
-            # No worker will see it: undo the state change rather than leave "not ready" forever.
-            with contextlib.suppress(StoreUnavailable):
-                await ctx.store.interview.fail(user_id, interview_id)
-            raise
-        admission.enqueued()
+    await limit_rate(ctx.store.limiter, "interview", str(user_id), ctx.settings.RATE_LIMIT_INTERVIEW_PER_MINUTE)
+    interview_id = await ctx.store.interview.start(user_id, body.description)
+
+    async def fail() -> None:  # no worker will see it: not "not ready" forever
+        await ctx.store.interview.fail(user_id, interview_id)
+
+    await request.ctx.admission.enqueue(
+        ctx.store.queue, request.ctx.request_id, fail, userId=user_id, interviewId=interview_id
+    )
     return json({"message": "Skill description saved. Your interview questions are being prepared."})
 
 
@@ -79,7 +84,7 @@ async def skill_description(request: Request) -> HTTPResponse:
     },
 )
 @authenticated
-async def questions(request: Request) -> HTTPResponse:
+async def questions(request: ApiRequest) -> HTTPResponse:
     user, stored, answers = await request.app.ctx.store.interview.snapshot(request.ctx.user_id)
     status = user.get("status", NOT_STARTED)
     if status == NOT_STARTED:
@@ -114,7 +119,7 @@ OUTCOMES = {
     },
 )
 @authenticated
-async def answer(request: Request, question_id: int) -> HTTPResponse:
+async def answer(request: ApiRequest, question_id: int) -> HTTPResponse:
     body = parse_body(request, UserAnswerRequest)
     outcome = await request.app.ctx.store.interview.answer(request.ctx.user_id, question_id, body.answer)
     status, message = OUTCOMES[outcome]

@@ -9,6 +9,7 @@ reports the same numbers.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -20,12 +21,14 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from sanic import Blueprint, Request
-from sanic.response import HTTPResponse, raw
+from sanic import Blueprint
+from sanic.response import BaseHTTPResponse, HTTPResponse, raw
 
+from backend.admission import QueueWatch
 from backend.apidoc import Other, operation
-from backend.ops.queue_watch import QueueWatch
+from backend.context import ApiRequest
 from backend.store import StoreUnavailable
 
 REQUESTS = Counter("ai_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"])
@@ -48,61 +51,92 @@ def registry() -> CollectorRegistry:
     return REGISTRY
 
 
-def shedding_lines(watch: QueueWatch) -> list[str]:
+class Families:
+    """A collector of metric families computed before the scrape (some need Redis, which a
+    collector's sync collect() cannot await); prometheus_client writes and escapes them."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def shedding_families(watch: QueueWatch) -> list[Metric]:
     """This pod's view of the queue: what its load shedding acts on."""
-    lines = [
-        "# HELP ai_api_queue_wait_seconds Oldest job not yet taken by a worker, as this pod last saw it",
-        "# TYPE ai_api_queue_wait_seconds gauge",
-        f"ai_api_queue_wait_seconds {watch.oldest_wait:.3f}",
-        "# HELP ai_api_shedding Whether this pod refuses new prompts now (QUEUE_MAX_WAIT_SECONDS)",
-        "# TYPE ai_api_shedding gauge",
-        f"ai_api_shedding {int(watch.shedding)}",
-        "# HELP ai_api_worker_slots Worker slots of every live worker, as this pod last saw their reports",
-        "# TYPE ai_api_worker_slots gauge",
-        f"ai_api_worker_slots {watch.backlog.capacity.slots}",
-        "# HELP ai_api_worker_slots_free Worker slots no job holds or waits for, as this pod last saw them",
-        "# TYPE ai_api_worker_slots_free gauge",
-        f"ai_api_worker_slots_free {max(0, watch.free_slots)}",
+    families: list[Metric] = [
+        gauge(
+            "ai_api_queue_wait_seconds",
+            "Oldest job not yet taken by a worker, as this pod last saw it",
+            round(watch.oldest_wait, 3),
+        ),
+        gauge(
+            "ai_api_shedding", "Whether this pod refuses new prompts now (QUEUE_MAX_WAIT_SECONDS)", int(watch.shedding)
+        ),
+        gauge(
+            "ai_api_worker_slots",
+            "Worker slots of every live worker, as this pod last saw their reports",
+            watch.backlog.capacity.slots,
+        ),
+        gauge(
+            "ai_api_worker_slots_free",
+            "Worker slots no job holds or waits for, as this pod last saw them",
+            max(0, watch.free_slots),
+        ),
     ]
     job_seconds = watch.backlog.capacity.job_seconds
     if job_seconds is not None:  # known once a worker has finished a chat job
-        lines += [
-            "# HELP ai_api_worker_job_seconds A chat job's average length, as the workers report it",
-            "# TYPE ai_api_worker_job_seconds gauge",
-            f"ai_api_worker_job_seconds {job_seconds:.3f}",
-        ]
-    return lines
+        families.append(
+            gauge(
+                "ai_api_worker_job_seconds",
+                "A chat job's average length, as the workers report it",
+                round(job_seconds, 3),
+            )
+        )
+    return families
 
 
-async def cluster_lines(request: Request) -> list[str]:
+async def cluster_families(request: ApiRequest) -> list[Metric]:
     """Series of the whole deployment, read from Redis; exported by one pod (the lease holder)."""
     queue = request.app.ctx.store.queue
     streams = await queue.streams()
     outcomes = await queue.outcomes()
-    lines = [
-        "# HELP ai_jobs_queue_depth Jobs waiting in their stream, not yet taken by a worker",
-        "# TYPE ai_jobs_queue_depth gauge",
-    ]
-    lines += [f'ai_jobs_queue_depth{{type="{s.type}"}} {s.waiting}' for s in streams]
-    lines += ["# HELP ai_jobs_pending Jobs taken by a worker and not yet acknowledged", "# TYPE ai_jobs_pending gauge"]
-    lines += [f'ai_jobs_pending{{type="{s.type}"}} {s.pending}' for s in streams]
-    lines += [
-        "# HELP ai_jobs_oldest_wait_seconds Age of the oldest job not yet taken by a worker",
-        "# TYPE ai_jobs_oldest_wait_seconds gauge",
-    ]
-    lines += [f'ai_jobs_oldest_wait_seconds{{type="{s.type}"}} {s.oldest_wait_seconds:.3f}' for s in streams]
-    lines += [
-        "# HELP ai_jobs_dead Jobs that failed for good, kept as dead letters (python -m workers.admin dead)",
-        "# TYPE ai_jobs_dead gauge",
-        f"ai_jobs_dead {await queue.dead_count()}",
-        "# HELP ai_jobs_total Jobs by type and outcome (done, failed, retried, reclaimed), all workers",
-        "# TYPE ai_jobs_total counter",
-    ]
+    depth = GaugeMetricFamily(
+        "ai_jobs_queue_depth", "Jobs waiting in their stream, not yet taken by a worker", labels=["type"]
+    )
+    pending = GaugeMetricFamily("ai_jobs_pending", "Jobs taken by a worker and not yet acknowledged", labels=["type"])
+    oldest = GaugeMetricFamily(
+        "ai_jobs_oldest_wait_seconds", "Age of the oldest job not yet taken by a worker", labels=["type"]
+    )
+    for stream in streams:
+        depth.add_metric([stream.type], stream.waiting)
+        pending.add_metric([stream.type], stream.pending)
+        oldest.add_metric([stream.type], round(stream.oldest_wait_seconds, 3))
+    dead = gauge(
+        "ai_jobs_dead",
+        "Jobs that failed for good, kept as dead letters (python -m workers.admin dead)",
+        await queue.dead_count(),
+    )
+    jobs = CounterMetricFamily(
+        "ai_jobs",
+        "Jobs by type and outcome (done, failed, retried, reclaimed), all workers",
+        labels=["type", "outcome"],
+    )
     for field, count in sorted(outcomes.items()):
         job_type, _, outcome = field.partition(":")
         if job_type != "llm":
-            lines.append(f'ai_jobs_total{{type="{job_type}",outcome="{outcome}"}} {count}')
-    return lines
+            jobs.add_metric([job_type, outcome], count)
+    return [depth, pending, oldest, dead, jobs]
+
+
+def exposition(families: list[Metric]) -> bytes:
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(Families(families))
+    return generate_latest(scrape)
 
 
 @bp.get("/metrics")
@@ -114,15 +148,15 @@ async def cluster_lines(request: Request) -> list[str]:
         200: Other("Requests, latency, open streams, queue depth, jobs (README, Metrics).", "text/plain; version=0.0.4")
     },
 )
-async def metrics(request: Request) -> HTTPResponse:
+async def metrics(request: ApiRequest) -> HTTPResponse:
     body = generate_latest(registry())
     watch: QueueWatch = request.app.ctx.queue_watch
-    body += ("\n".join(shedding_lines(watch)) + "\n").encode()
+    body += exposition(shedding_families(watch))
     if not watch.leader:
         body += b"# cluster-wide job series are exported by one API pod (the metrics-leader lease)\n"
         return raw(body, content_type=CONTENT_TYPE_LATEST)
     try:
-        body += ("\n".join(await cluster_lines(request)) + "\n").encode()
+        body += exposition(await cluster_families(request))
     except StoreUnavailable:
         body += b"# cluster-wide series unavailable: Redis did not answer\n"
     return raw(body, content_type=CONTENT_TYPE_LATEST)
@@ -135,7 +169,7 @@ _series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 
 
-def observe(request: Request, response: HTTPResponse, seconds: float) -> None:
+def observe(request: ApiRequest, response: BaseHTTPResponse, seconds: float) -> None:
     route = request.route.path if request.route else "unmatched"
     method = request.method if request.method in METHODS else "other"
     key = (route, method, response.status)

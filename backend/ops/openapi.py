@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
-from sanic import Blueprint, Request, Sanic
+from sanic import Blueprint
 from sanic.response import HTTPResponse, html, raw
 from sanic_routing.route import Route
 from swagger_ui_bundle import swagger_ui_path
@@ -41,6 +41,7 @@ from backend.apidoc import (
     documentation,
     hidden,
 )
+from backend.context import ApiRequest, App
 from backend.static import StaticFiles
 
 log = logging.getLogger("backend.ops.openapi")
@@ -132,7 +133,8 @@ class DocumentationError(ValueError):
 
 
 def _schema_of(annotation: Any) -> dict[str, Any]:
-    return _clean(TypeAdapter(annotation).json_schema(ref_template=SCHEMAS + "{model}"))
+    schema: dict[str, Any] = _clean(TypeAdapter(annotation).json_schema(ref_template=SCHEMAS + "{model}"))
+    return schema
 
 
 def _clean(node: Any, in_properties: bool = False) -> Any:
@@ -165,7 +167,7 @@ def _clean(node: Any, in_properties: bool = False) -> Any:
 class Builder:
     """One document from one app's routes."""
 
-    def __init__(self, app: Sanic) -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
         self.paths: dict[str, dict[str, Any]] = {}
         self.models: dict[type[BaseModel], str] = {ErrorResponse: "serialization"}
@@ -253,10 +255,6 @@ class Builder:
             return "{" + op.path[match[1]].name + "}"
 
         path = "/" + re.sub(r"<([^:>]+)(?::[^>]*)?>", rename, route.path)
-        if op.trailing_slash:
-            if route.strict:
-                raise DocumentationError(f"{route.name}: documented with a trailing slash, but the route is strict")
-            path = path.rstrip("/") + "/"
         return path, definitions
 
     def _parameter(self, param: Param, where: str) -> dict[str, Any]:
@@ -313,7 +311,7 @@ class Builder:
             for name, description in response.headers.items():
                 headers[name] = {"description": description, "schema": {"type": "string"}}
             description = response.description or _first_line(response.model.__doc__) or "OK"
-            answer = {
+            answer: dict[str, Any] = {
                 "description": description,
                 "headers": headers,
                 "content": {"application/json": {"schema": self._ref(response.model, "serialization")}},
@@ -341,7 +339,7 @@ class Builder:
         assert isinstance(response, Other)
         for name, description in response.headers.items():
             headers[name] = {"description": description, "required": True, "schema": {"type": "string"}}
-        answer: dict[str, Any] = {"description": response.description, "headers": headers}
+        answer = {"description": response.description, "headers": headers}
         if response.media_type:
             answer["content"] = {response.media_type: {"schema": {"type": "string"}}}
         return answer
@@ -351,6 +349,7 @@ class Builder:
     def _document(self) -> dict[str, Any]:
         models = sorted(self.models.items(), key=lambda item: item[0].__name__)
         _, top = models_json_schema(
+            # pydantic takes (model or dataclass, mode) pairs; a list of models is one, but lists are invariant
             [(model, mode) for model, mode in models],  # type: ignore[misc]
             ref_template=SCHEMAS + "{model}",
         )
@@ -385,7 +384,7 @@ def _version() -> str:
         return "0.0.0"
 
 
-def build_document(app: Sanic) -> tuple[dict[str, Any], list[str]]:
+def build_document(app: App) -> tuple[dict[str, Any], list[str]]:
     """The document of the app's routes, and the routes that have no documentation (call once
     the router is finalized, i.e. from a request or after `app.router.finalize()`)."""
     builder = Builder(app)
@@ -460,7 +459,7 @@ def blueprint() -> Blueprint:
 
     @bp.get("/openapi.json")
     @hidden
-    async def spec(request: Request) -> HTTPResponse:
+    async def spec(request: ApiRequest) -> HTTPResponse:
         if not document:
             built, undocumented = build_document(request.app)
             if undocumented:
@@ -470,17 +469,17 @@ def blueprint() -> Blueprint:
 
     @bp.get("/")
     @hidden
-    async def page(request: Request) -> HTTPResponse:
+    async def page(request: ApiRequest) -> HTTPResponse:
         return html(PAGE, headers=PAGE_HEADERS)
 
     @bp.get(f"/assets/{SWAGGER_UI_VERSION}/<name:str>")
     @hidden
-    async def asset(request: Request, name: str) -> HTTPResponse:
+    async def asset(request: ApiRequest, name: str) -> HTTPResponse:
         return assets.response(name)
 
     return bp
 
 
-def install(app: Sanic) -> None:
+def install(app: App) -> None:
     """Serve /docs, its assets and /docs/openapi.json (call after the other blueprints)."""
     app.blueprint(blueprint())

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sanic import Blueprint, Request
+from sanic import Blueprint
 from sanic.response import HTTPResponse, json
 
 from backend.apidoc import Answer, operation
+from backend.context import ApiRequest
 from backend.errors import ServiceUnavailable
 
 bp = Blueprint("ops")
@@ -25,7 +26,7 @@ class ReadyResponse(Answer):
 @operation(
     "getHealth", "The process is alive (200 even while Redis is down)", store=False, responses={200: HealthResponse}
 )
-async def health(request: Request) -> HTTPResponse:
+async def health(request: ApiRequest) -> HTTPResponse:
     return json({"status": "ok"})
 
 
@@ -35,7 +36,7 @@ async def health(request: Request) -> HTTPResponse:
     "Ready for traffic: Redis answers",
     responses={200: ReadyResponse, 503: "Redis does not answer: try again after `Retry-After` seconds."},
 )
-async def ready(request: Request) -> HTTPResponse:
+async def ready(request: ApiRequest) -> HTTPResponse:
     if not await request.app.ctx.store.ping():
         raise ServiceUnavailable("Redis is not reachable.")
     return json({"status": "ready"})

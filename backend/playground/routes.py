@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sanic import Blueprint, Request
+from sanic import Blueprint
 from sanic.response import HTTPResponse, raw
 
 from backend.apidoc import hidden
+from backend.context import ApiRequest
 from backend.static import StaticFiles
 
 STATIC = Path(__file__).parent / "static"
@@ -29,18 +30,18 @@ bp = Blueprint("playground")
 
 @bp.get("/")
 @hidden  # a page of the service, not part of the API
-async def page(request: Request) -> HTTPResponse:
+async def page(request: ApiRequest) -> HTTPResponse:
     return raw(INDEX, content_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
 @bp.get("/playground/<name:str>")
 @hidden
-async def asset(request: Request, name: str) -> HTTPResponse:
+async def asset(request: ApiRequest, name: str) -> HTTPResponse:
     return ASSETS.response(name)
 
 
 @bp.get("/favicon.ico")
 @hidden  # browsers ask every page's origin for it (the dev login page, /docs): an icon, not a 404
-async def favicon(request: Request) -> HTTPResponse:
+async def favicon(request: ApiRequest) -> HTTPResponse:
     body, content_type = ASSETS.files["favicon.png"]
     return raw(body, content_type=content_type, headers={"Cache-Control": "public, max-age=86400"})

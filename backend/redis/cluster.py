@@ -28,6 +28,7 @@ from redis.exceptions import (
     MovedError,
     ReadOnlyError,
     RedisClusterException,
+    SlotNotCoveredError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -59,8 +60,10 @@ class Topology:
 
     def known_node_for(self, key: str | bytes) -> Node:
         """The owner in the map as last read (SlotNotCoveredError when the map has no owner)."""
-        node = self.cluster.get_node_from_key(key)  # type: ignore[arg-type]
-        return node.host, node.port
+        node = self.cluster.get_node_from_key(key)  # type: ignore[arg-type]  # redis-py annotates str only; it takes bytes
+        if node is None:  # redis-py raises SlotNotCoveredError first; None is only in its annotation
+            raise SlotNotCoveredError(f"no node owns the slot of {key!r}")
+        return str(node.host), int(node.port)
 
     async def refresh(self) -> None:
         """Read the map again; callers that ask while a read is under way share it."""

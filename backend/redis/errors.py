@@ -11,12 +11,13 @@ import asyncio
 import functools
 import inspect
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisClusterException, RedisError
+
+from backend.backoff import Backoff
 
 log = logging.getLogger("backend.store")
 
@@ -44,15 +45,15 @@ async def retried(call: Callable[[], Awaitable[T]], seconds: float) -> T:
     """`call()`, tried again with backoff and jitter while Redis cannot serve it (a stall, a
     failover), for up to `seconds`; then StoreUnavailable. Only for calls that are safe to repeat."""
     deadline = time.monotonic() + seconds
-    delay = 0.05
+    backoff = Backoff(0.05, cap=1.0)
     while True:
         try:
             return await call()
         except (StoreUnavailable, *REDIS_FAILURES) as error:
-            if time.monotonic() + delay > deadline:
+            wait = backoff.next()
+            if time.monotonic() + wait > deadline:
                 raise error if isinstance(error, StoreUnavailable) else unavailable(error) from error
-            await asyncio.sleep(random.uniform(delay / 2, delay))
-            delay = min(delay * 2, 1.0)
+            await asyncio.sleep(wait)
 
 
 def _translate(method: Callable[..., Any]) -> Callable[..., Any]:

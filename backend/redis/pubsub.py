@@ -15,12 +15,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 from collections.abc import Callable
 from typing import Protocol
 
 from redis.exceptions import RedisError
 
+from backend.backoff import Backoff
 from backend.redis.cluster import Topology
 from backend.redis.errors import REDIS_FAILURES, StoreUnavailable
 from backend.redis.wire import PubSubProtocol, Reconnector, ServerAddress, open_connection
@@ -270,10 +270,9 @@ class ClusterHub:
 
     async def _reroute(self) -> None:
         """Subscribe homeless channels on the node that owns them now, retrying until it works."""
-        delay = 0.05
+        backoff = Backoff(0.05, cap=1.0)
         while self._homeless:
-            await asyncio.sleep(random.uniform(delay / 2, delay))
-            delay = min(delay * 2, 1.0)
+            await backoff.sleep()
             try:
                 await self.topology.refresh()
             except StoreUnavailable as error:

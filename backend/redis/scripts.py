@@ -18,6 +18,8 @@ _PACKAGED = Path(str(resources.files("backend.store") / "lua"))
 LUA_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "lua"
 
 Arg = str | bytes | int | float
+Key = str | bytes
+Call = tuple[Sequence[Key], Sequence[Arg]]  # one call's keys and arguments
 MANY_IN_FLIGHT = 500
 
 
@@ -41,12 +43,12 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
         self.path = path
 
-    async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg] = (), *, path: CommandPath | None = None) -> Any:
+    async def __call__(self, keys: Sequence[Key], args: Sequence[Arg] = (), *, path: CommandPath | None = None) -> Any:
         """`path`: another lane than the script path (heartbeats, which must not queue behind chunks)."""
         command = pack_command("EVALSHA", self.sha, len(keys), *keys, *args)
         return decoded(await (path or self.path).evalsha(self.source, command, keys[0]))
 
-    async def many(self, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]], *, path: CommandPath) -> None:
+    async def many(self, calls: Sequence[Call], *, path: CommandPath) -> None:
         """Run it once per (keys, args), MANY_IN_FLIGHT calls at a time: the calls of one batch
         leave together (one write per node), the answers are not needed."""
         for start in range(0, len(calls), MANY_IN_FLIGHT):

@@ -19,12 +19,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import random
 import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import hiredis
@@ -39,6 +38,8 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from backend.backoff import Backoff
 
 # Replies after which the connection itself is suspect (credentials changed, a replica after a
 # failover): it is closed, and the next call makes a new one.
@@ -120,7 +121,8 @@ class CommandPrefix:
 
 def reply_error(reply: hiredis.ReplyError) -> RedisError:
     """A Redis error reply as the redis-py exception it stands for (LOADING -> BusyLoadingError...)."""
-    return BaseParser.parse_error(str(reply))
+    error: RedisError = BaseParser.parse_error(str(reply))
+    return error
 
 
 class RespProtocol(asyncio.Protocol):
@@ -139,7 +141,7 @@ class RespProtocol(asyncio.Protocol):
         return self.closed.done()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a stream connection's: asyncio names the base class
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -210,12 +212,15 @@ class RespProtocol(asyncio.Protocol):
             self.transport.close()
 
 
+P = TypeVar("P", bound=RespProtocol)  # the protocol class a connection is opened with
+
+
 async def open_connection(
-    address: ServerAddress, protocol_factory: Callable[[], RespProtocol], within: float, *, select_db: bool = True
-) -> RespProtocol:
+    address: ServerAddress, protocol_factory: Callable[[], P], within: float, *, select_db: bool = True
+) -> P:
     """A connected protocol, after TLS, AUTH and SELECT succeeded; closed again when any fails."""
     loop = asyncio.get_running_loop()
-    protocol: RespProtocol | None = None
+    protocol: P | None = None
     try:
         async with asyncio.timeout(within):
             if address.path:
@@ -252,18 +257,14 @@ class Reconnector:
     Redis that is down is not hammered, and callers in between fail fast."""
 
     def __init__(self, base: float = 0.05, cap: float = 2.0) -> None:
-        self.base = base
-        self.cap = cap
-        self.failures = 0
+        self.backoff = Backoff(base, cap)
         self.not_before = 0.0
 
     def failed(self) -> None:
-        self.failures += 1
-        delay = min(self.cap, self.base * 2 ** (self.failures - 1))
-        self.not_before = asyncio.get_running_loop().time() + random.uniform(delay / 2, delay)
+        self.not_before = asyncio.get_running_loop().time() + self.backoff.next()
 
     def succeeded(self) -> None:
-        self.failures = 0
+        self.backoff.reset()
         self.not_before = 0.0
 
     def wait_time(self) -> float:

@@ -3,6 +3,7 @@ user's chat id simply does not exist for the caller."""
 
 from __future__ import annotations
 
+import builtins
 from enum import IntEnum
 from typing import Any
 
@@ -12,8 +13,8 @@ from backend.redis.clients import AnyRedis
 from backend.redis.errors import StoreError, translate_errors
 from backend.redis.scripts import Scripts
 from backend.store import keys
+from backend.store.clock import now_ms
 from backend.store.replies import Replies, ReplyStatus
-from backend.store.users import now_ms
 
 TITLE_CHARS = 60
 
@@ -81,8 +82,9 @@ class Chats:
         below it: stable across ties, and a chat updated meanwhile moves above every position.
         """
         index = keys.chats(user_id)
+        rows: list[tuple[str, float]]  # the clients decode (decode_responses): members are str
         if before is None:
-            rows = await self.redis.zrange(
+            rows = await self.redis.zrange(  # type: ignore[assignment]  # redis-py's union of every reply shape
                 index, "+inf", "-inf", desc=True, byscore=True, withscores=True, offset=0, num=limit + 1
             )
         else:
@@ -94,6 +96,7 @@ class Chats:
                 )
                 tie, older = await pipe.execute()
             rows = sorted(((m, s) for m, s in tie if m.encode() < member.encode()), reverse=True) + older
+        fields: list[list[str | None]]
         page, more = rows[:limit], len(rows) > limit
         if not page:
             return [], None
@@ -104,7 +107,7 @@ class Chats:
         chats = [
             {"chatId": int(chat_id), "title": title, "createdAt": int(created), "updatedAt": int(updated)}
             for (chat_id, _), (title, created, updated) in zip(page, fields, strict=True)
-            if created is not None
+            if created is not None and updated is not None  # a chat deleted meanwhile has neither
         ]
         last_id, last_score = page[-1]
         return chats, ((int(last_score), int(last_id)) if more else None)
@@ -128,7 +131,7 @@ class Chats:
             "reply": reply,
         }
 
-    async def history(self, user_id: int, chat_id: int) -> list[dict[str, Any]]:
+    async def history(self, user_id: int, chat_id: int) -> builtins.list[dict[str, Any]]:  # `list` is a method here
         """The newest `max_messages` messages of the chat, oldest first."""
         raw = await self.redis.lrange(keys.messages(user_id, chat_id), -self.max_messages, -1)
         return [orjson.loads(m) for m in raw]
@@ -157,7 +160,7 @@ class Chats:
                 ],
             )
             if outcome != DeleteChat.MOVED_ON:
-                return outcome == DeleteChat.DELETED
+                return bool(outcome == DeleteChat.DELETED)
 
     async def start_reply(self, user_id: int, chat_id: int, prompt: str, *, reap: bool = True) -> int | None:
         """Store the prompt and open a reply: its generation, None when the chat does not exist."""

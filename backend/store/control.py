@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Callable
 
+from backend.backoff import Backoff
 from backend.redis.clients import AnyRedis, is_cluster
 from backend.redis.errors import REDIS_FAILURES, translate_errors
 from backend.store import keys
@@ -28,7 +27,7 @@ class Control:
 
     async def listen(self, on_stop: StopHandler) -> None:
         """Hand every stop command to `on_stop`, forever; a lost connection is remade."""
-        backoff = 0.1
+        backoff = Backoff(0.1, cap=2.0)
         while True:
             pubsub = None
             try:
@@ -36,7 +35,7 @@ class Control:
                     await self.redis.initialize()  # the cluster's pub/sub needs the slot map first
                 pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.channel)
-                backoff = 0.1
+                backoff.reset()
                 while True:
                     # An idle connection is checked by redis-py (health_check_interval); a dead one raises.
                     message = await pubsub.get_message(timeout=5.0)
@@ -47,8 +46,7 @@ class Control:
                         on_stop(*(int(p) for p in parts[1:]))
             except REDIS_FAILURES as error:
                 log.warning("control channel lost, reconnecting", extra={"error": repr(error)})
-                await asyncio.sleep(random.uniform(backoff / 2, backoff))
-                backoff = min(backoff * 2, 2.0)
+                await backoff.sleep()
             finally:
                 if pubsub is not None:
                     await pubsub.aclose()

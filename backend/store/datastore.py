@@ -19,10 +19,10 @@ from backend.store.chats import Chats
 from backend.store.control import Control
 from backend.store.interview import Interview
 from backend.store.logins import Logins
+from backend.store.open_streams import OpenStreams
 from backend.store.queue import JobQueue
 from backend.store.ratelimit import RateLimiter
 from backend.store.replies import Replies
-from backend.store.streams import OpenStreams
 from backend.store.tickets import StreamTickets
 from backend.store.users import Users
 from config.settings import Settings
@@ -45,6 +45,7 @@ class Store:
         # master of a Cluster, routed by slot. redis-py's pools carry the other commands.
         # The slot map is read on a client of its own: redis-py marks every pooled connection of a
         # client for reconnect when that client re-reads the map.
+        # On a Cluster (is_cluster), _client() connects a RedisCluster too; its annotation says either.
         self.topology = (
             Topology(self._client(decode=False), self.timeout) if is_cluster(self.redis) else None  # type: ignore[arg-type]
         )
@@ -78,7 +79,7 @@ class Store:
             max_messages=settings.CHAT_HISTORY_MAX_MESSAGES,
         )
         # A stream of a pod that died stops counting within JOB_LEASE_SECONDS, like its replies.
-        self.streams = OpenStreams(
+        self.open_streams = OpenStreams(
             self.redis,
             self.scripts,
             per_user=settings.STREAMS_PER_USER_MAX,

@@ -55,7 +55,7 @@ class Interview:
         current, description = await self.redis.hmget(keys.user(user_id), "interviewId", "skillDescription")
         if current is None or int(current) != interview_id:
             return None
-        return description
+        return None if description is None else str(description)
 
     async def reopen(self, user_id: int, interview_id: int) -> bool:
         """A failed generation is retried: the interview waits for questions again (if current)."""
@@ -65,9 +65,11 @@ class Interview:
         return bool(await self.scripts.fail_interview(keys=[keys.user(user_id)], args=[interview_id]))
 
     async def answer(self, user_id: int, question_id: int, answer: int) -> str:
-        return await self.scripts.answer(
-            keys=[keys.user(user_id), keys.questions(user_id), keys.answers(user_id)],
-            args=[question_id, answer],
+        return str(
+            await self.scripts.answer(
+                keys=[keys.user(user_id), keys.questions(user_id), keys.answers(user_id)],
+                args=[question_id, answer],
+            )
         )
 
     async def snapshot(self, user_id: int) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from backend.redis.clients import AnyRedis, ResponseError
 from backend.redis.errors import translate_errors
@@ -20,6 +20,8 @@ from backend.redis.scripts import Scripts
 from backend.store import keys
 
 JobType = Literal["questions", "chat"]
+# Stream entries as the clients return them (decode_responses: str); redis-py annotates a union.
+Entries = list[tuple[str, dict[str, str]]]
 DEAD_LETTERS_KEPT = 10_000  # the dead-letter stream is capped (approximately) at this many
 
 
@@ -94,7 +96,7 @@ class JobQueue:
     async def enqueue(self, job_type: JobType, request_id: str, **fields: str | int) -> str:
         """Append a job; any worker of the group takes it. Returns the stream entry id."""
         entry = {"type": job_type, "requestId": request_id, **{k: str(v) for k, v in fields.items()}}
-        return await self.redis.xadd(keys.JOB_STREAMS[job_type], entry)  # type: ignore[arg-type]
+        return str(await self.redis.xadd(keys.JOB_STREAMS[job_type], cast(dict[Any, Any], entry)))
 
     async def streams(self) -> list[StreamState]:
         """Depth, lag, pending jobs, consumers and the oldest waiting job of each stream."""
@@ -138,7 +140,7 @@ class JobQueue:
         return waiting, int(group["pending"]), age, group
 
     async def _age_after(self, stream: str, start: str) -> float:
-        first = await self.redis.xrange(stream, min=start, count=1)
+        first = cast(Entries, await self.redis.xrange(stream, min=start, count=1))
         return max(0.0, time.time() - entry_ms(first[0][0]) / 1000) if first else 0.0
 
     async def capacity(self) -> Capacity:
@@ -168,7 +170,7 @@ class JobQueue:
 
     async def outcomes(self) -> dict[str, int]:
         """Cluster-wide counters: "<type>:<outcome>" -> count (and "llm:chunks")."""
-        return {name: int(count) for name, count in (await self.redis.hgetall(keys.JOB_STATS)).items()}
+        return {str(name): int(count) for name, count in (await self.redis.hgetall(keys.JOB_STATS)).items()}
 
     async def count(self, name: str, amount: int = 1) -> None:
         await self.redis.hincrby(keys.JOB_STATS, name, amount)
@@ -206,7 +208,12 @@ class JobQueue:
     async def _take(
         self, client: AnyRedis, streams: dict[str, str], count: int, block_ms: int | None = None
     ) -> list[Job]:
-        reply = await client.xreadgroup(keys.JOB_GROUP, self._consumer, streams, count=count, block=block_ms)
+        reply = cast(
+            list[tuple[str, Entries]] | None,
+            await client.xreadgroup(
+                keys.JOB_GROUP, self._consumer, cast(dict[Any, Any], streams), count=count, block=block_ms
+            ),
+        )
         return [Job(entry_id, fields, stream) for stream, entries in reply or [] for entry_id, fields in entries]
 
     def bind(self, consumer: str) -> None:
@@ -221,7 +228,7 @@ class JobQueue:
         for stream, ids in by_stream.items():
             for start in range(0, len(ids), 500):
                 await self.redis.xclaim(
-                    stream, keys.JOB_GROUP, self._consumer, 0, ids[start : start + 500], justid=True
+                    stream, keys.JOB_GROUP, self._consumer, 0, list[Any](ids[start : start + 500]), justid=True
                 )
 
     async def reclaim(self, min_idle_ms: int, count: int) -> list[Job]:
@@ -258,23 +265,25 @@ class JobQueue:
     async def bury(self, job: Job, error: str) -> str:
         """The job failed for good: a dead letter (fields, error, attempts, time); gone from its stream."""
         flat = [item for pair in job.fields.items() for item in pair]
-        return await self.scripts.bury_job(
+        dead_id = await self.scripts.bury_job(
             keys=[job.stream, keys.JOB_ATTEMPTS, keys.DEAD_JOBS],
             args=[keys.JOB_GROUP, job.id, error[:2000], int(time.time() * 1000), DEAD_LETTERS_KEPT, *flat],
         )
+        return str(dead_id)
 
     async def hand_back(self, job: Job) -> str:
         """Put an unfinished job back for another worker, keeping its attempt count."""
         flat = [item for pair in job.fields.items() for item in pair]
-        return await self.scripts.requeue_job(
+        entry_id = await self.scripts.requeue_job(
             keys=[job.stream, keys.JOB_ATTEMPTS], args=[keys.JOB_GROUP, job.id, *flat]
         )
+        return str(entry_id)
 
     # Dead letters, for operators.
 
     async def dead_letters(self) -> list[tuple[str, dict[str, str]]]:
         """Every dead letter, oldest first: (id, fields with job, stream, error, attempts, failedAt)."""
-        return await self.redis.xrange(keys.DEAD_JOBS)
+        return cast(Entries, await self.redis.xrange(keys.DEAD_JOBS))
 
     async def dead_count(self) -> int:
         return int(await self.redis.xlen(keys.DEAD_JOBS))
@@ -282,7 +291,7 @@ class JobQueue:
     async def revive(self, dead_id: str) -> tuple[str, dict[str, str]] | None:
         """Put one dead letter back in its stream with fresh attempts: (new entry id, the job's
         fields); None when there is no such dead letter."""
-        found = await self.redis.xrange(keys.DEAD_JOBS, min=dead_id, max=dead_id)
+        found = cast(Entries, await self.redis.xrange(keys.DEAD_JOBS, min=dead_id, max=dead_id))
         if not found:
             return None
         letter = found[0][1]

@@ -17,10 +17,10 @@ import orjson
 
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import StoreUnavailable, retried, translate_errors
-from backend.redis.scripts import Scripts
+from backend.redis.scripts import Arg, Call, Scripts
 from backend.redis.wire import CommandPath, pack_command
 from backend.store import keys
-from backend.store.users import now_ms
+from backend.store.clock import now_ms
 
 FinishMode = Literal["done", "error", "stopped", "fail", "reap"]
 
@@ -134,7 +134,9 @@ class Replies:
 
     async def renew_many(self, leases: list[tuple[int, int, int, str]]) -> None:
         """Renew the writer leases of many replies (user, chat, generation, token) at once."""
-        calls = [([keys.chat(u, c), keys.reply_lease(u, c)], [g, t, self.lease_ms]) for u, c, g, t in leases]
+        calls: list[Call] = [
+            ([keys.chat(u, c), keys.reply_lease(u, c)], [g, t, self.lease_ms]) for u, c, g, t in leases
+        ]
         await self.scripts.renew_reply.many(calls, path=self.heartbeats)
 
     def writer(
@@ -244,7 +246,13 @@ class ReplyWriter:
         self.replies = replies
         self.keys = [keys.chat(user_id, chat_id), keys.reply_log(user_id, chat_id, gen), keys.partial(user_id, chat_id)]
         # lua/append_chunk.lua's ARGV up to the chunks, in its order; then the first seq and the chunks.
-        self.fixed = [gen, token, replies.log_ttl, replies.channel(user_id, chat_id, gen), replies.publish_command]
+        self.fixed: list[Arg] = [
+            gen,
+            token,
+            replies.log_ttl,
+            replies.channel(user_id, chat_id, gen),
+            replies.publish_command,
+        ]
         self.prefix = replies.scripts.append_chunk.prefix(len(self.keys), *self.keys, *self.fixed)
         self.retry_seconds = retry_seconds
         self.on_batch = on_batch  # gets, per confirmed call, each chunk's wait from push() to Redis: metrics

@@ -5,7 +5,7 @@ A ticket is ``st.<userId>.<43 url-safe chars>`` (256 random bits); Redis keeps o
 under the user's hash tag, for `TICKET_TTL_SECONDS`, with the chat it is for and the session it
 was issued from. It is good for that chat's stream only, as often as needed within its lifetime
 (EventSource reconnects with the same URL), and dies with its session (logout). It never
-matches the token pattern (backend/store/sessions.py), so it is no login anywhere else.
+matches the token pattern (backend/store/tokens.py), so it is no login anywhere else.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from typing import cast
 
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import translate_errors
 from backend.store import keys
-from backend.store.sessions import parse_token
+from backend.store.tokens import parse_token
 
 TICKET_TTL_SECONDS = 60
 
@@ -45,7 +46,9 @@ class StreamTickets:
         if session is None or session[0] != user_id:
             raise ValueError("a ticket is issued from the user's own session token")
         ticket = f"st.{user_id}.{secrets.token_urlsafe(32)}"
-        _, key = parse_ticket(ticket)  # type: ignore[misc]
+        parsed = parse_ticket(ticket)
+        assert parsed is not None  # the ticket was formed just above
+        key = parsed[1]
         session_digest = hashlib.sha256(token.encode()).hexdigest()  # as keys.session() of the token has it
         await self.redis.set(key, f"{chat_id}:{session_digest}", ex=self.ttl)
         return ticket
@@ -57,7 +60,7 @@ class StreamTickets:
         if parsed is None:
             return None
         user_id, key = parsed
-        stored = await self.redis.get(key)
+        stored = cast(str | None, await self.redis.get(key))  # the clients decode (decode_responses)
         if stored is None:
             return None
         chat, _, session_digest = stored.partition(":")

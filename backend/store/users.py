@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
+from typing import cast
 
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import translate_errors
 from backend.redis.scripts import Scripts
 from backend.store import keys
-from backend.store.sessions import new_token, parse_token
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+from backend.store.clock import now_ms
+from backend.store.tokens import new_token, parse_token
 
 
 @translate_errors
@@ -48,7 +45,9 @@ class Users:
             bound = await self.scripts.claim_identity(keys=[identity], args=[candidate])
         user_id = int(bound)
         token = new_token(user_id)
-        _, session_key = parse_token(token)  # type: ignore[misc]
+        parsed = parse_token(token)
+        assert parsed is not None  # new_token() makes a well-formed token
+        session_key = parsed[1]
         await self.scripts.login(
             keys=[keys.user(user_id), session_key],
             args=[user_id, username, now_ms(), self.session_ttl, provider],
@@ -69,7 +68,7 @@ class Users:
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
     async def profile(self, user_id: int) -> dict[str, str]:
-        return await self.redis.hgetall(keys.user(user_id))
+        return cast(dict[str, str], await self.redis.hgetall(keys.user(user_id)))  # the clients decode
 
     async def logout(self, token: str) -> None:
         parsed = parse_token(token)

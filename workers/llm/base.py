@@ -9,6 +9,7 @@ from typing import Annotated, Protocol
 from pydantic import BaseModel, Field, StringConstraints
 
 from config.settings import prompt_path
+from workers.errors import AttemptFailed
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
@@ -24,20 +25,18 @@ class QuestionSet(BaseModel):
     questions: list[GeneratedQuestion]
 
 
-class LLMError(Exception):
+class LLMError(AttemptFailed):
     """The LLM failed or answered something unusable.
 
     `retryable` is False when another attempt cannot succeed (a bad request, a bad key, an
     unknown model); `retry_after` is the provider's own wait, when it gave one. The job runner
-    reads both.
+    reads both (workers/errors.py).
     """
 
     def __init__(
         self, message: str, *, retryable: bool = True, retry_after: float | None = None, user_message: str | None = None
     ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
+        super().__init__(message, retryable=retryable, retry_after=retry_after)
         self.user_message = user_message  # what a user can act on, when the reply fails for good
 
 

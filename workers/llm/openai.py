@@ -6,11 +6,13 @@ import contextlib
 import email.utils
 import time
 from collections.abc import AsyncIterator
+from typing import cast
 
 import httpx2
 import openai
 import pydantic
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from config.settings import Settings
 from workers.llm.base import GeneratedQuestion, LLMError, QuestionSet, ReplyEnd, load_prompt
@@ -78,8 +80,8 @@ class OpenAILLM:
         try:
             completion = await self.client.chat.completions.parse(
                 model=self.model,
-                messages=messages,
-                response_format=QuestionSet,  # type: ignore[arg-type]
+                messages=cast("list[ChatCompletionMessageParam]", messages),  # plain role/content dicts
+                response_format=QuestionSet,
             )
         except openai.OpenAIError as error:
             raise classified(error, "question generation") from error
@@ -95,8 +97,8 @@ class OpenAILLM:
             # (vLLM, Ollama, llama.cpp) honours; OpenAI still takes it for its chat models.
             stream = await self.client.chat.completions.create(
                 model=self.model,
-                messages=messages,
-                stream=True,  # type: ignore[arg-type]
+                messages=cast("list[ChatCompletionMessageParam]", messages),  # plain role/content dicts
+                stream=True,
                 max_tokens=self.max_tokens,
                 stream_options={"include_usage": True},
             )

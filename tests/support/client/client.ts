@@ -195,7 +195,7 @@ export const calls: { [K in keyof operations]: (token: string, chatId: number) =
     return data?.message;
   },
   async sendMessage(token, chatId) {
-    const { data, error, response } = await api.POST("/assistant/chat/{chatId}/", {
+    const { data, error, response } = await api.POST("/assistant/chat/{chatId}", {
       headers: auth(token),
       params: { path: { chatId } },
       body: { prompt: "Explain asyncio" },

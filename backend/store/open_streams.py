@@ -14,7 +14,7 @@ from enum import IntEnum
 
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import translate_errors
-from backend.redis.scripts import Scripts
+from backend.redis.scripts import Call, Scripts
 from backend.redis.wire import CommandPath
 from backend.store import keys
 
@@ -62,5 +62,5 @@ class OpenStreams:
 
     async def hold(self) -> None:
         """Extend every stream this process has open: one script call per user, pipelined."""
-        calls = [([keys.open_streams(user_id)], [self.hold_ms, *ids]) for user_id, ids in self.held.items()]
+        calls: list[Call] = [([keys.open_streams(user_id)], [self.hold_ms, *ids]) for user_id, ids in self.held.items()]
         await self.scripts.hold_streams.many(calls, path=self.heartbeats)
