@@ -169,22 +169,34 @@ class BlockReader:
 
 # --- the compacted log of a finished reply (built by lua/finish_reply.lua) -----------------------
 #
-# One string: per event, in seq order from 1, a line. A chunk's line is its data without the
-# `{"content":` prefix and the closing `}` (the content's JSON string, then any extra fields);
-# the final event's line, the last one, is `<event> <data>` in full. Lines are joined by "\n",
-# which no JSON data holds raw.
+# One string: `<size of the sizes> <final event>\n`, then each chunk's content size in bytes in
+# seq order from 1 (one byte below 255, else byte 255, the size in digits and `;`), then the
+# reply's text (the contents one after another), then the final event's data. Only chunks whose
+# data is exactly ``{"content": ...}`` are compacted, so `chunk_data` rebuilds each one byte for
+# byte.
 
 
 def expand_compacted(gen: int, value: bytes, after: int, count: int) -> list[bytes]:
     """The frames after seq `after` (at most `count`) of a compacted log."""
-    lines = value.split(b"\n")
-    out: list[bytes] = []
-    last = len(lines)
-    for seq in range(after + 1, min(last, after + count) + 1):
-        line = lines[seq - 1]
-        if seq == last:
-            event, _, data = line.partition(b" ")
-            out.append(frame(gen, seq, data, event.decode()))
+    newline = value.index(b"\n")
+    blob_size, _, event = value[:newline].partition(b" ")
+    start = newline + 1
+    blob = value[start : start + int(blob_size)]
+    offsets = [start + len(blob)]  # where each chunk's content starts, then where the text ends
+    index = 0
+    while index < len(blob):
+        size = blob[index]
+        if size < 255:
+            index += 1
         else:
-            out.append(b'id: %d-%d\ndata: {"content":%b}\n\n' % (gen, seq, line))
+            end = blob.index(b";", index)
+            size, index = int(blob[index + 1 : end]), end + 1
+        offsets.append(offsets[-1] + size)
+    final = len(offsets)  # chunks + 1: the final event's seq
+    out: list[bytes] = []
+    for seq in range(after + 1, min(final, after + count) + 1):
+        if seq == final:
+            out.append(frame(gen, seq, value[offsets[-1] :], event.decode()))
+        else:
+            out.append(frame(gen, seq, chunk_data(value[offsets[seq - 1] : offsets[seq]].decode())))
     return out

@@ -155,7 +155,8 @@ def test_a_finished_log_is_compacted_and_answers_every_event_id(
     raw: sync_redis.Redis, mode: str, event: str, data: bytes
 ) -> None:
     reply = Reply(raw)
-    words = [f" w{i}" for i in range(216)] + ['"é"\n']
+    # Sizes of one byte and of many (300), none (an empty chunk), escapes, multi-byte characters.
+    words = [f" w{i}" for i in range(216)] + ['"é"\n', "", "x" * 300, " ☃😀\\", "\u0001"]
     datas = [sse.chunk_data(w) for w in words]
     for seq, (d, w) in enumerate(zip(datas, words, strict=True), 1):
         reply.append(seq, [(d, w)])
@@ -198,3 +199,15 @@ def test_an_error_before_any_chunk_is_compacted_too(raw: sync_redis.Redis) -> No
     assert final_seq == 1 and raw.type(reply.log) == b"string"
     assert reply.read_log(0) == [sse.frame(GEN, 1, sse.error_data("no worker"), "error")]
     assert reply.read_log(1) == []
+
+
+def test_a_log_with_extra_fields_stays_a_stream(raw: sync_redis.Redis) -> None:
+    """A chunk whose data is more than its content (a benchmark's publish time) could not be
+    rebuilt from the text: that log keeps its Stream, and reads the same."""
+    reply = Reply(raw)
+    datas = [sse.chunk_data("a"), sse.chunk_data("b", t=1.5)]
+    for seq, data in enumerate(datas, 1):
+        reply.append(seq, [(data, "ab"[seq - 1])])
+    final_seq = reply.finish("done", sse.done_data())
+    assert raw.type(reply.log) == b"stream"
+    assert reply.read_log(1) == [sse.frame(GEN, 2, datas[1]), sse.frame(GEN, final_seq, sse.done_data(), "done")]
