@@ -8,6 +8,9 @@
   and `X-Frame-Options: DENY`.
 - `Allow` on every 405: sanic-routing leaves it out on dynamic paths such as
   /assistant/chat/<id>, so it is computed from the app's routes for that path.
+
+And how every response's headers are encoded (`encoded_headers`): the bytes Sanic sends, made
+four times faster.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from urllib.parse import urlsplit
 
 from sanic.compat import Header
 from sanic.constants import HTTP_METHODS
-from sanic.response import BaseHTTPResponse
+from sanic.helpers import has_message_body
+from sanic.response.types import BaseHTTPResponse
 
 from backend.context import ApiRequest, App
 
@@ -32,6 +36,29 @@ DEFAULT_PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
+
+
+SANIC_PROCESSED_HEADERS: property = vars(BaseHTTPResponse)["processed_headers"]  # Sanic's own (install replaces it)
+UNSAFE = b"\r\n\x00"  # what Sanic strips from header names and values (its HEADER_TRANSLATION_TABLE)
+
+
+def encoded_headers(response: BaseHTTPResponse) -> list[tuple[bytes, bytes]]:
+    """Sanic's `processed_headers`, byte for byte: the content type set where a body may be,
+    each name and value with CR, LF and NUL removed. Sanic removes them with `str.translate`
+    and a table, a dictionary lookup per character: 46 us for a JSON answer's six headers on
+    this box, the finding of B1's profile. Encoding first and deleting from the bytes gives the
+    same bytes (none of the three is ever part of a multi-byte or surrogate-escaped sequence) in
+    11 us."""
+    if has_message_body(response.status):
+        response.headers.setdefault("content-type", response.content_type)
+    unsafe = UNSAFE
+    return [
+        (
+            name.encode("ascii").translate(None, unsafe),
+            f"{value}".encode("utf-8", "surrogateescape").translate(None, unsafe),
+        )
+        for name, value in response.headers.items()
+    ]
 
 
 def add_vary(headers: Header, *names: str) -> None:
@@ -80,6 +107,8 @@ def allowed_methods(app: App, path: str) -> list[str]:
 
 def install(app: App) -> None:
     prefix = f"{app.name}."
+    # Every response of the process (Sanic reads this property when it writes a response's head).
+    BaseHTTPResponse.processed_headers = property(encoded_headers)  # type: ignore[assignment,method-assign]
 
     def authenticated(request: ApiRequest) -> bool:
         route = request.route

@@ -16,7 +16,7 @@ from typing import Any
 from bench.end_to_end import b6_end_to_end
 from bench.harness import save, table
 from bench.latency import b1_user_info, b4_latency
-from bench.relay import ceiling_run, relay_run
+from bench.relay import ceiling_run, hub_run, relay_run
 from bench.worker import b5_worker
 
 
@@ -25,11 +25,14 @@ def b2_relay() -> list[dict[str, Any]]:
     for streams, rate, seconds in ((1000, 20, 8), (5000, 20, 8), (10000, 20, 8), (100, 1000, 5)):
         single: dict[str, Any] = {}
         ceiling: dict[str, Any] = {}
-        for kind in ("ceiling", "relay", "relay on cluster"):
+        hub: dict[str, Any] = {}
+        for kind in ("ceiling", "minimal hub", "relay", "relay on cluster"):
             if streams == 10000 and kind != "relay":
                 continue  # the 10k column is about completeness and memory
             if kind == "ceiling":
                 result = ceiling_run(streams, rate, seconds)
+            elif kind == "minimal hub":
+                result = hub_run(streams, rate, seconds)
             else:
                 result = relay_run(streams, rate, seconds, cluster=kind == "relay on cluster")
             result.pop("per_second", None)
@@ -37,6 +40,10 @@ def b2_relay() -> list[dict[str, Any]]:
                 ceiling = result
             elif ceiling:  # target at saturation: >= 0.9 of the ceiling
                 result["vs_ceiling"] = result["events_per_second"] / ceiling["events_per_second"]
+            if kind == "minimal hub":
+                hub = result
+            elif hub:  # target at low load: latency p99 <= the minimal hub's (same publishers, same Redis)
+                result["p99_vs_hub"] = result["latency_p99_ms"] / hub["latency_p99_ms"]
             if kind == "relay":
                 single = result
             elif kind == "relay on cluster":  # target: >= 0.8 of the single Redis's figure
@@ -53,7 +60,10 @@ def b3_reconnect() -> list[dict[str, Any]]:
 
 BENCHMARKS = {
     "B1": ("B1 GET /user/info vs GET /health (same server, 64 connections)", b1_user_info),
-    "B2": ("B2 relay: S streams x R chunks/s, real publish path, next to a bare Sanic ceiling", b2_relay),
+    "B2": (
+        "B2 relay: S streams x R chunks/s, real publish path, next to a bare Sanic ceiling and a minimal hub",
+        b2_relay,
+    ),
     "B3": ("B3 relay while Redis kills the API's pub/sub connection (CLIENT KILL TYPE pubsub)", b3_reconnect),
     "B4": ("B4 latency with a zero-delay fake LLM", b4_latency),
     "B5": ("B5 one worker process: concurrent replies at 20 tokens/s, publish p99 < 20 ms", b5_worker),
@@ -80,6 +90,7 @@ COLUMNS = {
         "redis_us_per_event",
         "kib_per_stream",
         "vs_ceiling",
+        "p99_vs_hub",
         "vs_single",
     ],
     "B3": [

@@ -93,8 +93,12 @@ async def warm_up(base_url: str, chats: list[dict[str, Any]]) -> None:
 
 
 def redis_memory(stack: Stack) -> int:
+    """Redis's memory without its clients' buffers (MEMORY STATS `clients.normal`): those belong
+    to connections and come and go with the load (a burst's query buffers are shrunk a few
+    seconds later), not to the replies stored."""
     with sync_redis.Redis.from_url(stack.redis.url) as client:
-        return int(client.info("memory")["used_memory"])
+        stats = client.memory_stats()
+        return int(stats["total.allocated"]) - int(stats["clients.normal"])
 
 
 def steady_rate(per_second: list[list[int]]) -> float:

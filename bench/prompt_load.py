@@ -21,6 +21,7 @@ import time
 from array import array
 from typing import Any
 
+from backend.sse import frame_event, frame_seq
 from bench.spec import percentile, serve_spec
 from bench.sse_load import SseStream
 
@@ -111,8 +112,7 @@ class PromptStream(SseStream):
             start = end + 2
             if not frame.startswith(b"id:"):
                 continue  # a heartbeat (`: ping`) or the reconnection hint (`retry:`)
-            newline = frame.find(b"\n")
-            seq = int(frame[frame.index(b"-", 4, newline) + 1 : newline])
+            seq, final = frame_seq(frame)
             if seq <= self.last_seq:
                 totals.duplicates += 1
                 continue
@@ -121,8 +121,8 @@ class PromptStream(SseStream):
             if self.last_seq == 0:
                 totals.first_event.append(now - self.sent)
             self.last_seq = seq
-            if frame.startswith(b"event:", newline + 1):
-                name = frame[newline + 7 : frame.index(b"\n", newline + 1)].strip().decode()
+            if final:
+                name = frame_event(frame)
                 if name == "done":
                     totals.completed += 1
                 else:

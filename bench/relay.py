@@ -1,5 +1,6 @@
 """B2 (relay throughput, latency, CPU, memory per stream) and B3 (the same while Redis drops the
-API's subscriber connection), next to the ceiling of a bare Sanic SSE endpoint."""
+API's subscriber connection), next to the ceiling of a bare Sanic SSE endpoint and the minimal
+hub (bench/hub.py: the same publishers and Redis, a textbook pub/sub-to-SSE relay)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import sys
 import time
 from typing import Any
 
+import httpx
 import redis as sync_redis
 
+from backend.store import keys
 from bench.harness import Stack, cpu_seconds, result_of, rss_bytes, run_json_process, wait_for_metric
 from devstack.ports import free_port, wait_for_port
 from devstack.services import ROOT
@@ -150,3 +153,64 @@ def ceiling_run(streams: int, rate: float, seconds: float = SECONDS) -> dict[str
     finally:
         server.terminate()
         server.wait(10)
+
+
+def hub_run(streams: int, rate: float, seconds: float = SECONDS) -> dict[str, Any]:
+    """The relay's run with the API replaced by the minimal hub (bench/hub.py)."""
+    stack = Stack()
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "bench.hub", str(port), stack.redis.url], cwd=ROOT)
+    try:
+        wait_for_port(port, process=server)
+        replies = asyncio.run(prepare(stack, streams))
+        rss_before = rss_bytes(server.pid)
+        deadline = seconds + 60 + streams * rate * seconds / 20_000
+        channels = [keys.reply_channel(r["user"], r["chat"], r["gen"]) for r in replies]
+        client = run_json_process(
+            "bench.sse_load",
+            {
+                "host": "127.0.0.1",
+                "port": port,
+                "deadline": deadline,
+                "requests": [{"method": "GET", "path": f"/stream?channel={channel}"} for channel in channels],
+            },
+        )
+        give_up = time.monotonic() + 120
+        while int(httpx.get(f"http://127.0.0.1:{port}/subscribed", timeout=30).text) < streams:
+            if time.monotonic() > give_up:
+                raise TimeoutError("the hub's streams did not open")
+            time.sleep(0.2)
+        time.sleep(0.5)
+        rss_open = rss_bytes(server.pid)
+        cpu_before = cpu_seconds(server.pid)
+        started = time.monotonic()
+        publishers = [
+            run_json_process(
+                "bench.publisher",
+                {
+                    "redis_url": stack.redis.url,
+                    "cluster": False,
+                    "rate": rate,
+                    "chunks": int(rate * seconds),
+                    "replies": [{k: r[k] for k in ("user", "chat", "gen", "token")} for r in replies[part::PUBLISHERS]],
+                },
+            )
+            for part in range(PUBLISHERS)
+        ]
+        published = [result_of(p, timeout=deadline + 60) for p in publishers]
+        received = result_of(client, timeout=deadline + 60)
+        busy = cpu_seconds(server.pid) - cpu_before
+        return {
+            "streams": streams,
+            "rate": rate,
+            **received,
+            "published_per_second": sum(p["chunks_per_second"] for p in published),
+            "publish_p99_ms": max(p["publish_p99_ms"] for p in published),
+            "writers_failed": sum(p["writers_failed"] for p in published),
+            "api_cpu_percent": 100 * busy / (time.monotonic() - started),
+            "kib_per_stream": (rss_open - rss_before) / 1024 / streams,
+        }
+    finally:
+        server.terminate()
+        server.wait(10)
+        stack.stop()

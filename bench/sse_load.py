@@ -3,7 +3,8 @@
 Run as a subprocess: python -m bench.sse_load SPEC.json RESULT.json. SPEC holds host, port and
 the requests (method, path, headers, body); the client opens them all, reads each stream
 until its final event (or the deadline), checks every stream's sequence for gaps and
-duplicates, and measures publish->client latency from the benchmark-only "t" field.
+duplicates, and measures publish->client latency from the benchmark-only "t" field. Frames
+are read with backend/sse.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import resource
 import time
 from array import array
 
+from backend.sse import frame_seq
 from bench.spec import percentile, serve_spec
 
 
@@ -107,15 +109,14 @@ class SseStream(asyncio.Protocol):
             start = end + 2
             if frame.startswith((b":", b"retry:")):  # comments, and the reconnection hint every stream opens with
                 continue
-            newline = frame.find(b"\n")
-            seq = int(frame[frame.index(b"-", 4, newline) + 1 : newline])
+            seq, final = frame_seq(frame)
             if seq <= self.last_seq:
                 totals.duplicates += 1
                 continue
             if seq != self.last_seq + 1:
                 totals.gaps += 1
             self.last_seq = seq
-            if frame.startswith(b"event:", newline + 1):
+            if final:
                 self.ended = True
                 totals.completed += 1
                 self.transport.close()

@@ -1,6 +1,7 @@
 -- Append the chunks of one reply that are ready (one or more) to its log and publish them,
 -- fenced by generation and writer token so a stale or duplicate worker cannot write. The SSE
--- frames are built here, once: each chunk is its own log entry and event id (resume points do
+-- frames are built here, once, in the format of backend/sse.py (frame(); a unit test parses
+-- what this script builds there): each chunk is its own log entry and event id (resume points do
 -- not depend on batching), and one message carries them all on the channel. The writer's lease
 -- is renewed by its heartbeat (renew_reply.lua), not per chunk.
 -- The writer names the seq of the first chunk, so a retry after a lost answer (a timeout) is

@@ -1,5 +1,5 @@
 -- Delete a chat with its history; a reply in flight is ended with an error event first so no
--- reader hangs. KEYS[1] chat  KEYS[2] messages  KEYS[3] partial  KEYS[4] lease  KEYS[5] chat index
+-- reader hangs (its frame in the format of backend/sse.py). KEYS[1] chat  KEYS[2] messages  KEYS[3] partial  KEYS[4] lease  KEYS[5] chat index
 -- KEYS[6] newest reply log   ARGV[1] chat id  ARGV[2] generation seen  ARGV[3] final data JSON
 -- ARGV[4] channel  ARGV[5] PUBLISH or SPUBLISH  ARGV[6] log ttl s
 -- -> 1 deleted, 0 no such chat, -1 the generation moved on meanwhile (call again)

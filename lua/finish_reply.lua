@@ -1,4 +1,6 @@
--- End a reply: append the final event, save the (partial) text to the history, free the chat.
+-- End a reply: append the final event, save the (partial) text to the history, free the chat,
+-- and compact the finished log into one string. Frames are built in the format of backend/sse.py
+-- (frame(); the compacted log: expand_compacted()); a unit test parses what this script builds.
 -- KEYS[1] chat  KEYS[2] log  KEYS[3] partial text  KEYS[4] lease  KEYS[5] messages  KEYS[6] chat index
 -- ARGV[1] generation  ARGV[2] worker token  ARGV[3] mode  ARGV[4] data JSON  ARGV[5] now ms
 -- ARGV[6] log ttl s  ARGV[7] channel  ARGV[8] PUBLISH or SPUBLISH  ARGV[9] chat id
@@ -24,8 +26,51 @@ local event = 'error'
 if mode == 'done' or mode == 'stopped' then event = 'done' end
 local frame = 'id: ' .. ARGV[1] .. '-' .. seq .. '\nevent: ' .. event .. '\ndata: ' .. ARGV[4] .. '\n\n'
 redis.call('XADD', KEYS[2], '0-' .. seq, 'f', frame)
-redis.call('EXPIRE', KEYS[2], ARGV[6])
+-- The compacted log (backend/sse.py, expand_compacted): each chunk's length in bytes, the
+-- reply's text (KEYS[3], whole already) and the final event, in one string that answers every
+-- event id as the Stream did: about 1.4 KiB for a 200-word reply whose Stream took 13.7 KiB.
+-- Only a complete log whose every chunk is exactly {"content": <string>} and whose contents add
+-- up to the text is compacted; any other stays a Stream. Readers take either form
+-- (read_log.lua). Bounded: the loop holds Redis about a microsecond per entry.
 local text = redis.call('GET', KEYS[3]) or ''
+local compacted = nil
+if seq <= 20000 then
+  local entries = redis.call('XRANGE', KEYS[2], '-', '+')
+  if #entries == seq then
+    local sizes, total = {}, 0
+    for i = 1, seq - 1 do
+      local entry = entries[i]
+      local head = 'id: ' .. ARGV[1] .. '-' .. i .. '\ndata: {"content":'
+      local body = entry[2][2]
+      local literal = string.sub(body, #head + 1, -4)  -- the content's JSON string
+      local size = nil
+      if entry[1] == '0-' .. i and string.sub(body, 1, #head) == head and string.sub(body, -3) == '}\n\n'
+          and string.sub(literal, 1, 1) == '"' then
+        if not string.find(literal, '\\', 1, true) then
+          if string.find(literal, '"', 2, true) == #literal then size = #literal - 2 end
+        else
+          local ok, decoded = pcall(cjson.decode, literal)
+          if ok and type(decoded) == 'string' then size = #decoded end
+        end
+      end
+      if not size then
+        sizes = nil
+        break
+      end
+      if size < 255 then sizes[i] = string.char(size) else sizes[i] = '\255' .. size .. ';' end
+      total = total + size
+    end
+    if sizes and total == #text then
+      local blob = table.concat(sizes)
+      compacted = #blob .. ' ' .. event .. '\n' .. blob .. text .. ARGV[4]
+    end
+  end
+end
+if compacted then
+  redis.call('SET', KEYS[2], compacted, 'EX', ARGV[6])  -- replaces the Stream
+else
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
+end
 if text ~= '' or mode == 'done' then
   redis.call('RPUSH', KEYS[5], cjson.encode({role = 'assistant', content = text, createdAt = tonumber(ARGV[5])}))
   redis.call('LTRIM', KEYS[5], -tonumber(ARGV[11]), -1)

@@ -8,9 +8,8 @@ from enum import StrEnum
 from pydantic import Field
 
 from backend.apidoc import Answer, Count, Id, Millis
+from backend.sse import EVENT_ID_PATTERN
 
-# `<generation>-<seq>` as the stream writes it (backend/assistant/relay.py, EVENT_ID).
-EVENT_ID_PATTERN = "^[1-9][0-9]{0,17}-(0|[1-9][0-9]{0,17})$"
 # `<updatedAt>-<chatId>`: the `next` of a page of chats (backend/assistant/routes.py, CURSOR).
 CURSOR_PATTERN = "^(0|[1-9][0-9]{0,15})-([1-9][0-9]{0,17})$"
 

@@ -1,4 +1,5 @@
 """Relaying one reply to one SSE client: log first, then live, with no gap and no duplicate.
+The frames' format is backend/sse.py's.
 
 A stream subscribes (confirmed) before it reads the log, so nothing published in between is
 missed. Every frame carries ``id: <gen>-<seq>``; a frame is written only when its seq is the
@@ -14,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import re
 from enum import Enum
 
 from sanic.response.types import HTTPResponse
 
 from backend.ops.metrics import OPEN_STREAMS
+from backend.sse import frame_seq, message_span, split_frames
 from backend.store import RelayHub, StoreUnavailable
 from backend.store.open_streams import OpenStreams
 from backend.store.replies import LOG_PAGE, Replies
@@ -32,39 +33,6 @@ PING = b": ping\n\n"
 # token): how long EventSource waits before it reconnects. A blank-line block with no data is no event.
 RETRY = b"retry: 1000\n\n"
 HIGH_WATER = 256 * 1024  # bytes queued for a slow client before it is served from the log instead
-
-
-# `<generation>-<seq>`: ASCII digits, bounded, no leading zero (what the log writes).
-EVENT_ID = re.compile(r"([1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})", re.ASCII)
-
-
-def parse_event_id(value: str) -> tuple[int, int] | None:
-    """(generation, seq) of an event id a client sent back, else None."""
-    match = EVENT_ID.fullmatch(value.strip())
-    return (int(match[1]), int(match[2])) if match else None
-
-
-def split_frames(message: bytes) -> list[bytes]:
-    """The frames of a published message (a writer publishes the chunks that were ready together)."""
-    return [frame + b"\n\n" for frame in message.split(b"\n\n") if frame]
-
-
-def message_span(message: bytes) -> tuple[int, int, bool]:
-    """(first seq, last seq, whether the last frame ends the reply) of a published message. Frames
-    are separated by a blank line, which a frame's JSON data never contains."""
-    first, final = frame_seq(message)
-    last_start = message.rfind(b"\n\nid: ", 0, len(message) - 2)
-    if last_start < 0:
-        return first, first, final
-    last, final = frame_seq(message[last_start + 2 :])
-    return first, last, final
-
-
-def frame_seq(frame: bytes) -> tuple[int, bool]:
-    """(seq, is final event) of a frame ``id: <gen>-<seq>\\n[event: ...\\n]data: ...``."""
-    newline = frame.index(b"\n")
-    seq = int(frame[frame.index(b"-", 4, newline) + 1 : newline])
-    return seq, frame.startswith(b"event:", newline + 1)
 
 
 class Phase(Enum):

@@ -16,7 +16,6 @@ from backend.admission import admitted, limit_rate
 from backend.apidoc import INT64, EventStream, Json, MessageResponse, Param, operation, trimmed
 from backend.assistant.models import (
     CURSOR_PATTERN,
-    EVENT_ID_PATTERN,
     ChatListResponse,
     ChatResponse,
     CreateChatResponse,
@@ -24,11 +23,12 @@ from backend.assistant.models import (
     ReplyEventData,
     StreamTicketResponse,
 )
-from backend.assistant.relay import SSE_CONTENT_TYPE, SSE_HEADERS, parse_event_id
+from backend.assistant.relay import SSE_CONTENT_TYPE, SSE_HEADERS
 from backend.auth.guard import authenticated, authenticated_or_ticket
 from backend.context import ApiRequest
 from backend.errors import ApiError, BadRequest, Conflict, NotFound
 from backend.parsing import parse_body
+from backend.sse import EVENT_ID_PATTERN, parse_event_id
 from backend.store import StoreUnavailable
 from backend.store.chats import ReplyInFlight, TooManyChats
 from backend.store.replies import ReplyStatus

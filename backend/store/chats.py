@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from backend import sse
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import StoreError, translate_errors
 from backend.redis.scripts import Scripts
@@ -153,7 +154,7 @@ class Chats:
                 args=[
                     chat_id,
                     gen,
-                    self.replies.error_data("The chat was deleted."),
+                    sse.error_data("The chat was deleted."),
                     self.replies.channel(user_id, chat_id, gen),
                     self.replies.publish_command,
                     self.replies.log_ttl,

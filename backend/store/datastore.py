@@ -90,7 +90,7 @@ class Store:
         self.limiter = RateLimiter(self.scripts)
         self.control = Control(self._client() if worker else self.redis, self.address.db)
         blocking = self._client(read_timeout=JOB_READ_BLOCK_MS / 1000 + self.timeout) if worker else None
-        self.queue = JobQueue(self.redis, self.scripts, blocking)
+        self.queue = JobQueue(self.redis, self.command_path, self.scripts, blocking)
 
     def _multiplexed(self) -> CommandPath:
         """Multiplexed connections: one to a single Redis, or one per master of a Cluster."""

@@ -15,7 +15,7 @@ from enum import IntEnum
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import translate_errors
 from backend.redis.scripts import Call, Scripts
-from backend.redis.wire import CommandPath
+from backend.redis.wire import CommandPath, pack_command
 from backend.store import keys
 
 
@@ -58,7 +58,10 @@ class OpenStreams:
             ids.discard(stream_id)
             if not ids:
                 del self.held[user_id]
-        await self.redis.zrem(keys.open_streams(user_id), stream_id)
+        key = keys.open_streams(user_id)
+        # On the multiplexed lane: when a thousand streams end together, redis-py's pool would
+        # open a connection for each (each reading the package's metadata: 8% of the API's CPU in B2).
+        await self.heartbeats.call_packed(pack_command("ZREM", key, stream_id), key)
 
     async def hold(self) -> None:
         """Extend every stream this process has open: one script call per user, pipelined."""

@@ -9,6 +9,7 @@ letter (its fields, error, attempts and time) in one more stream.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Literal, cast
 from backend.redis.clients import AnyRedis, ResponseError
 from backend.redis.errors import translate_errors
 from backend.redis.scripts import Scripts
+from backend.redis.wire import CommandPath, pack_command
 from backend.store import keys
 
 JobType = Literal["questions", "chat"]
@@ -87,8 +89,11 @@ def entry_ms(entry_id: str) -> int:
 
 @translate_errors
 class JobQueue:
-    def __init__(self, redis: AnyRedis, scripts: Scripts, blocking: AnyRedis | None = None) -> None:
+    def __init__(self, redis: AnyRedis, path: CommandPath, scripts: Scripts, blocking: AnyRedis | None = None) -> None:
         self.redis = redis
+        # A job's own calls (enqueue, attempt count, ack) on the multiplexed path: a burst of
+        # prompts would otherwise grow redis-py's pool by a connection per concurrent call.
+        self.path = path
         self.scripts = scripts
         self.blocking = blocking or redis  # a client whose read timeout allows for BLOCK
         self._consumer = ""
@@ -96,7 +101,10 @@ class JobQueue:
     async def enqueue(self, job_type: JobType, request_id: str, **fields: str | int) -> str:
         """Append a job; any worker of the group takes it. Returns the stream entry id."""
         entry = {"type": job_type, "requestId": request_id, **{k: str(v) for k, v in fields.items()}}
-        return str(await self.redis.xadd(keys.JOB_STREAMS[job_type], cast(dict[Any, Any], entry)))
+        stream = keys.JOB_STREAMS[job_type]
+        flat = [item for pair in entry.items() for item in pair]
+        entry_id: bytes = await self.path.call_packed(pack_command("XADD", stream, "*", *flat), stream)
+        return entry_id.decode()
 
     async def streams(self) -> list[StreamState]:
         """Depth, lag, pending jobs, consumers and the oldest waiting job of each stream."""
@@ -252,15 +260,16 @@ class JobQueue:
 
     async def next_attempt(self, job: Job) -> int:
         """Count one more attempt of the job (kept in Redis: it survives a worker's death)."""
-        return int(await self.redis.hincrby(keys.JOB_ATTEMPTS, job.id, 1))
+        command = pack_command("HINCRBY", keys.JOB_ATTEMPTS, job.id, 1)
+        return int(await self.path.call_packed(command, keys.JOB_ATTEMPTS))
 
     async def ack(self, job: Job) -> None:
         """The job is done: gone from its stream with its bookkeeping."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(job.stream, keys.JOB_GROUP, job.id)
-            pipe.xdel(job.stream, job.id)
-            pipe.hdel(keys.JOB_ATTEMPTS, job.id)
-            await pipe.execute()
+        await asyncio.gather(
+            self.path.call_packed(pack_command("XACK", job.stream, keys.JOB_GROUP, job.id), job.stream),
+            self.path.call_packed(pack_command("XDEL", job.stream, job.id), job.stream),
+            self.path.call_packed(pack_command("HDEL", keys.JOB_ATTEMPTS, job.id), keys.JOB_ATTEMPTS),
+        )
 
     async def bury(self, job: Job, error: str) -> str:
         """The job failed for good: a dead letter (fields, error, attempts, time); gone from its stream."""

@@ -1,7 +1,8 @@
 """Reply generations: the fenced writer used by workers, and the log/state used by readers.
 
 Each reply (one generation of a chat) has an ordered log (a Redis Stream whose entry ids are
-``0-<seq>``) and a pub/sub channel; both carry the same ready-made SSE frames, built in Lua.
+``0-<seq>``) and a pub/sub channel; both carry the same ready-made SSE frames, built in Lua
+(the format is backend/sse.py's).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from collections.abc import Callable
 from enum import IntEnum, StrEnum
 from typing import Literal
 
-import orjson
-
+from backend import sse
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import StoreUnavailable, retried, translate_errors
 from backend.redis.scripts import Arg, Call, Scripts
@@ -27,6 +27,7 @@ FinishMode = Literal["done", "error", "stopped", "fail", "reap"]
 DEAD_WORKER_MESSAGE = "The assistant stopped responding. Please send your message again."
 LOG_PAGE = 500  # log entries read per call: a long replay is read and written in pages
 REPLY_STATE = ("replyGen", "replyStatus", "replySeq")  # fields of the chat hash
+ENDED_IN_FLIGHT = 32  # replies checked together by `ended` (see there)
 
 
 class ReplyStatus(StrEnum):
@@ -75,10 +76,6 @@ class Replies:
     def channel(self, user_id: int, chat_id: int, gen: int) -> str:
         return keys.reply_channel(user_id, chat_id, gen, self.db)
 
-    @staticmethod
-    def error_data(message: str) -> bytes:
-        return orjson.dumps({"content": "", "message": message})
-
     async def state(self, user_id: int, chat_id: int) -> tuple[int | None, str, int]:
         """(generation or None for a missing chat, status, last seq) of the chat's newest reply."""
         chat = keys.chat(user_id, chat_id)
@@ -88,29 +85,38 @@ class Replies:
         return int(gen), status.decode(), int(seq)
 
     async def read_log(self, user_id: int, chat_id: int, gen: int, after: int, count: int = LOG_PAGE) -> list[bytes]:
-        """Frames of the reply's log after seq `after`, at most `count` of them."""
+        """Frames of the reply's log after seq `after`, at most `count` of them: from the live
+        Stream, or from the one value a finished reply's log is compacted into."""
         log = keys.reply_log(user_id, chat_id, gen)
-        entries = await self.path.call_packed(pack_command("XRANGE", log, f"0-{after + 1}", "+", "COUNT", count), log)
-        return [fields[1] for _, fields in entries]  # each entry's one field: f <frame>
+        script = self.scripts.read_log
+        command = pack_command("EVALSHA", script.sha, 1, log, after, count)
+        compacted, found = await self.path.evalsha(script.source, command, log)
+        if compacted:
+            return sse.expand_compacted(gen, found, after, count)
+        return [fields[1] for _, fields in found]  # each entry's one field: f <frame>
 
     async def ended(self, replies: list[tuple[int, int, int]]) -> list[bool]:
-        """For each (user, chat, generation): is that reply over? One pipeline for all of them; a
-        reply whose writer died (or that no worker took in time) is ended here (event: error)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id, chat_id, _ in replies:
-                pipe.hmget(keys.chat(user_id, chat_id), "replyGen", "replyStatus", "replySeq", "updatedAt")
-                pipe.exists(keys.reply_lease(user_id, chat_id))
-            states = await pipe.execute()
-        over = []
-        for index, (user_id, chat_id, gen) in enumerate(replies):
-            (current, status, seq, updated), lease = states[2 * index], states[2 * index + 1]
-            if current is None or int(current) != gen or status == ReplyStatus.IDLE:
-                over.append(True)
-            elif self._abandoned(status, seq, lease, updated):
-                over.append(bool(await self.finish(user_id, chat_id, gen, "reap")))
-            else:
-                over.append(False)
+        """For each (user, chat, generation): is that reply over? A reply whose writer died (or
+        that no worker took in time) is ended here (event: error). On the multiplexed path,
+        ENDED_IN_FLIGHT replies at a time: a thousand idle streams checked at once (redis-py's
+        pipeline) held the event loop, and every live frame, for 70-170 ms."""
+        over: list[bool] = []
+        for start in range(0, len(replies), ENDED_IN_FLIGHT):
+            over += await asyncio.gather(*(self._over(*reply) for reply in replies[start : start + ENDED_IN_FLIGHT]))
         return over
+
+    async def _over(self, user_id: int, chat_id: int, gen: int) -> bool:
+        chat, lease_key = keys.chat(user_id, chat_id), keys.reply_lease(user_id, chat_id)
+        state, lease = await asyncio.gather(
+            self.path.call_packed(pack_command("HMGET", chat, *REPLY_STATE, "updatedAt"), chat),
+            self.path.call_packed(pack_command("EXISTS", lease_key), lease_key),
+        )
+        current, status, seq, updated = (None if value is None else value.decode() for value in state)
+        if current is None or int(current) != gen or status == ReplyStatus.IDLE:
+            return True
+        if self._abandoned(status or "", seq or "0", lease, updated):  # no seq yet: nothing sent
+            return bool(await self.finish(user_id, chat_id, gen, "reap"))
+        return False
 
     def _abandoned(self, status: str, seq: str, lease: int, updated: str | None) -> bool:
         if status == ReplyStatus.STREAMING:
@@ -166,14 +172,11 @@ class Replies:
         """End the reply; 0 when it was already ended (or the fence did not allow it). A done
         event says why the reply ended (`finishReason`) and, when known, what it cost (`usage`)."""
         if mode in ("error", "fail", "reap"):
-            data = self.error_data(message or DEAD_WORKER_MESSAGE)
+            data = sse.error_data(message or DEAD_WORKER_MESSAGE)
         elif mode == "stopped":
-            data = orjson.dumps({"content": "", "stopped": True, "finishReason": "stopped"})
+            data = sse.stopped_data()
         else:
-            done: dict[str, object] = {"content": "", "finishReason": finish_reason}
-            if usage is not None:
-                done["usage"] = usage
-            data = orjson.dumps(done)
+            data = sse.done_data(finish_reason, usage)
         return int(
             await self.scripts.finish_reply(
                 keys=[
@@ -268,7 +271,7 @@ class ReplyWriter:
         data fields are for benchmarks (a publish time), never for clients."""
         if self.fenced or self.error is not None:
             return
-        self.pending.append(orjson.dumps({"content": content, **extra} if extra else {"content": content}))
+        self.pending.append(sse.chunk_data(content, **extra))
         self.pending.append(content.encode())
         if self.on_batch is not None:
             self.pushed_at.append(time.monotonic())

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from backend.sse import BlockReader, parse_event_id
+
 
 @dataclass
 class Event:
@@ -18,7 +20,9 @@ class Event:
 
     @property
     def seq(self) -> int:
-        return int(self.id.partition("-")[2])
+        parsed = parse_event_id(self.id)
+        assert parsed is not None, f"not an event id: {self.id!r}"
+        return parsed[1]
 
 
 @dataclass
@@ -42,33 +46,19 @@ class Stream:
 
 
 async def events(response: httpx.Response, stream: Stream | None = None) -> AsyncIterator[Event]:
-    """Events as they arrive, parsed as EventSource does. With `stream`, the raw text, comments
-    and `retry:` hint are kept there too."""
-    current = Event()
-    pending = ""
+    """Events as they arrive, parsed as EventSource does (backend/sse.py's reader). With
+    `stream`, the raw text, comments and `retry:` hint are kept there too."""
+    reader = BlockReader()
     async for chunk in response.aiter_text():
         if stream is not None:
             stream.raw += chunk
-        *lines, pending = (pending + chunk).split("\n")  # the last piece may be a partial line
-        for line in lines:
-            if line == "":
-                if current.id or current.data:
-                    yield current
-                current = Event()
-            elif line.startswith(":"):
-                if stream is not None:
-                    stream.comments.append(line)
-            else:
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if name == "id":
-                    current.id = value
-                elif name == "event":
-                    current.event = value
-                elif name == "data":
-                    current.data = json.loads(value)
-                elif name == "retry" and value.isascii() and value.isdigit() and stream is not None:
-                    stream.retry = int(value)  # as EventSource: it sets the delay and is no event
+        for block in reader.feed(chunk):
+            if stream is not None:
+                stream.comments += block.comments
+                if block.retry is not None:
+                    stream.retry = block.retry
+            if block.is_event:
+                yield Event(block.id, block.event, json.loads(block.data) if block.data else {})
 
 
 async def read(response: httpx.Response, *, max_events: int | None = None) -> Stream:

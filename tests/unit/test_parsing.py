@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.assistant.relay import frame_seq, message_span, parse_event_id, split_frames
+from backend.sse import frame_seq, message_span, parse_event_id, split_frames
 from backend.store.tokens import new_token, parse_token
 
 SECRET = "A" * 43
