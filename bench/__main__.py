@@ -111,7 +111,9 @@ COLUMNS = {
         "client_us_per_token",
         "writes_us_per_token",
         "own_us_per_token",
+        "loop_us_per_token",
         "redis_us_per_token",
+        "llm_server_cpu_percent",
         "sustained",
     ],
     "B6": [

@@ -1,11 +1,9 @@
-"""CPU per token of the worker's parts, each alone in its own process (for B7's split):
+"""CPU per token of the LLM client alone, in a process of its own (for B7):
 
-python -m bench.cost client PORT N raw|parsed   the LLM client alone: N concurrent replies read
-    from bench/llm_server.py, through the worker's provider (`raw`: the raw streaming response
-    parsed with orjson) or through the package's parsed stream (`parsed`: a pydantic object per
-    chunk, the worker's path before B7)
-python -m bench.cost writes REDIS_URL N        the Redis writes alone: N reply writers pushing
-    20 chunks a second, as the chat job does
+python -m bench.cost client PORT N raw|parsed   N concurrent replies read from
+    bench/llm_server.py, through the worker's provider (`raw`: the raw streaming response parsed
+    with orjson) or through the package's parsed stream (`parsed`: a pydantic object per chunk,
+    the worker's path before B7)
 
 Prints one JSON line: {"tokens_per_s", "us_per_token"} over a window once every reply runs.
 """
@@ -13,15 +11,12 @@ Prints one JSON line: {"tokens_per_s", "us_per_token"} over a window once every 
 from __future__ import annotations
 
 import asyncio
-import random
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
 
-from backend.store.datastore import Store
 from config.settings import Settings
 
 START, WINDOW = 2.0, 5.0
@@ -77,41 +72,8 @@ async def client(port: int, count: int, raw: bool) -> dict[str, float]:
         await llm.aclose()
 
 
-async def writes(redis_url: str, count: int) -> dict[str, float]:
-    store = Store(Settings(_env_file=None, REDIS_URL=redis_url), worker=True)  # type: ignore[call-arg]
-    writers = []
-    for index in range(count):
-        user_id, _ = await store.users.login("bench", f"cost-{index}", f"cost-{index}")
-        chat_id = await store.chats.create(user_id)
-        gen = await store.chats.start_reply(user_id, chat_id, "go")
-        token = uuid.uuid4().hex
-        await store.replies.claim(user_id, chat_id, gen, token)
-        writers.append(store.replies.writer(user_id, chat_id, gen, token, on_batch=lambda waits: None))
-    due = [time.monotonic() + random.uniform(0, 0.05) for _ in writers]  # spread, as replies are
-
-    async def ticker(tokens: list[int]) -> None:
-        """One timer for every writer (no task per reply): what is measured is the writes."""
-        while True:
-            await asyncio.sleep(0.01)
-            now = time.monotonic()
-            for index, writer in enumerate(writers):
-                while due[index] <= now:
-                    writer.push(" word")
-                    tokens[0] += 1
-                    due[index] += 0.05
-
-    try:
-        return await measured(ticker, 1)
-    finally:
-        await store.close()
-
-
 def main() -> None:
-    mode = sys.argv[1]
-    if mode == "client":
-        result = client(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "raw")
-    else:
-        result = writes(sys.argv[2], int(sys.argv[3]))
+    result = client(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "raw")
     try:
         import uvloop
 
