@@ -44,7 +44,7 @@ async def sse_pieces(stream: AsyncIterable[bytes]) -> AsyncIterator[str | ReplyE
     yield ReplyEnd(finish_reason, *usage_of(usage))
 
 
-def usage_of(usage: dict | None) -> tuple[int | None, int | None]:
+def usage_of(usage: dict[str, int] | None) -> tuple[int | None, int | None]:
     if not usage:
         return None, None
     return usage.get("prompt_tokens"), usage.get("completion_tokens")

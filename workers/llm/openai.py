@@ -170,7 +170,9 @@ class OpenAILLM:
             raise LLMError("question generation returned an empty answer")
         return parse_answer(QuestionSet, content, list_field="questions").questions
 
-    async def _open_stream(self, stack: contextlib.AsyncExitStack, messages: list[dict[str, str]]) -> AsyncAPIResponse:
+    async def _open_stream(
+        self, stack: contextlib.AsyncExitStack, messages: list[dict[str, str]]
+    ) -> AsyncAPIResponse[Any]:
         """The streamed completion's raw response, asked with the cap parameter the server takes.
 
         The status is checked here: the package raises its APIStatusError types before any byte
@@ -181,12 +183,12 @@ class OpenAILLM:
             try:
                 request = self.client.chat.completions.with_streaming_response.create(  # type: ignore[call-overload]
                     model=self.model,
-                    messages=messages,  # type: ignore[arg-type]
+                    messages=messages,
                     stream=True,
                     stream_options={"include_usage": True},
                     **{cap: self.max_tokens},
                 )
-                return await stack.enter_async_context(request)  # type: ignore[no-any-return]
+                return await stack.enter_async_context(request)
             except openai.APIStatusError as error:
                 if context_overflow(error.body):
                     raise ContextOverflow(f"chat completion: the request is over the context: {error}") from error
