@@ -59,7 +59,8 @@ BENCHMARKS = {
     "B4": ("B4 latency with a zero-delay fake LLM", b4_latency),
     "B5": ("B5 one worker process: concurrent replies at 20 tokens/s, publish p99 < 20 ms", b5_worker),
     "B6": (
-        "B6 end to end: N prompts over 3 s -> API -> job stream -> 2 workers (fake LLM, 20 tokens/s) -> hub -> SSE",
+        "B6 end to end: N prompts over 3 s -> API -> job stream -> 2 workers (LLM over HTTP, then fake; 20 tokens/s)"
+        " -> hub -> SSE",
         b6_end_to_end,
     ),
     "B7": (
@@ -117,6 +118,7 @@ COLUMNS = {
         "sustained",
     ],
     "B6": [
+        "llm",
         "streams",
         "worker_slots",
         "max_wait_s",

@@ -70,8 +70,11 @@ class Server:
 
     def start(self, transport: asyncio.Transport) -> None:
         transport.write(HEAD)
-        # A real model's first token takes its time: replies started together do not tick together.
-        self.replies.append(Reply(transport, time.monotonic() + random.uniform(0, self.interval)))
+        # A real model's first token takes its time: after U(0, d) + d (d = 1/RATE), like the fake
+        # LLM's (workers/llm/fake.py), so replies started together do not tick together and B6's
+        # "beyond the LLM" holds on this path too.
+        first = time.monotonic() + self.interval + random.uniform(0, self.interval)
+        self.replies.append(Reply(transport, first))
 
     async def run(self) -> None:
         while True:
