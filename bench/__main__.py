@@ -1,7 +1,7 @@
 """make bench: every benchmark, each next to its baseline, in one run (about 12 minutes).
 
 Prints one table per benchmark and writes them to bench/results/<name>.json.
-python -m bench [B1 B2 B3 B4 B5 B6] runs a subset.
+python -m bench [B1 B2 B3 B4 B5 B6 B7] runs a subset.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from bench.harness import save, table
 from bench.latency import b1_user_info, b4_latency
 from bench.relay import ceiling_run, hub_run, relay_run
 from bench.worker import b5_worker
+from bench.worker_http import b7_worker_http
 
 
 def b2_relay() -> list[dict[str, Any]]:
@@ -68,8 +69,13 @@ BENCHMARKS = {
     "B4": ("B4 latency with a zero-delay fake LLM", b4_latency),
     "B5": ("B5 one worker process: concurrent replies at 20 tokens/s, publish p99 < 20 ms", b5_worker),
     "B6": (
-        "B6 end to end: N prompts over 3 s -> API -> job stream -> 2 workers (fake LLM, 20 tokens/s) -> hub -> SSE",
+        "B6 end to end: N prompts over 3 s -> API -> job stream -> 2 workers (LLM over HTTP, then fake; 20 tokens/s)"
+        " -> hub -> SSE",
         b6_end_to_end,
+    ),
+    "B7": (
+        "B7 one worker process, its openai client streaming over HTTP (loopback server, 20 tokens/s, 200 tokens)",
+        b7_worker_http,
     ),
 }
 
@@ -105,7 +111,25 @@ COLUMNS = {
         "events",
         "latency_p99_ms",
     ],
+    "B7": [
+        "kind",
+        "replies",
+        "target_tokens_per_s",
+        "tokens_per_s",
+        "publish_p50_ms",
+        "publish_p99_ms",
+        "worker_cpu_percent",
+        "worker_us_per_token",
+        "client_us_per_token",
+        "writes_us_per_token",
+        "own_us_per_token",
+        "loop_us_per_token",
+        "redis_us_per_token",
+        "llm_server_cpu_percent",
+        "sustained",
+    ],
     "B6": [
+        "llm",
         "streams",
         "worker_slots",
         "max_wait_s",

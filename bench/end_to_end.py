@@ -1,5 +1,7 @@
 """B6: end to end with the real workers. Prompts POSTed through the API, the job stream, two
-`python -m workers` processes with the fake LLM at 20 tokens/s, the hub, and the SSE client.
+`python -m workers` processes, the hub, and the SSE client. The headline row runs the workers'
+LLM as deployed, the `openai` client streaming over HTTP from bench/llm_server.py at 20 tokens/s;
+the others the in-process fake LLM at the same pace.
 
 N prompts arrive evenly over SPREAD_SECONDS, each from its own user (sessions and chats made
 beforehand through the store), each read by bench/prompt_load.py until its final event.
@@ -17,6 +19,8 @@ import asyncio
 import math
 import os
 import resource
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -24,7 +28,7 @@ import httpx
 import redis as sync_redis
 
 from backend.store.datastore import Store
-from bench.harness import Stack, cpu_seconds, result_of, rss_bytes, run_json_process
+from bench.harness import ROOT, Stack, cpu_seconds, result_of, rss_bytes, run_json_process
 from bench.worker import histogram_quantile
 from config.settings import Settings
 from devstack.login import auth
@@ -120,22 +124,34 @@ def worker_metrics(ports: list[int]) -> dict[str, float]:
     }
 
 
-def run_b6(streams: int, max_wait: float | None, slots: int = WORKER_CONCURRENCY) -> dict[str, Any]:
+def llm_env(http: bool) -> tuple[dict[str, str], subprocess.Popen[bytes] | None]:
+    """The workers' LLM: the in-process fake, or (`http`) the real openai client streaming from
+    bench/llm_server.py over loopback, as a deployment runs it (same pace, same reply length)."""
+    if not http:
+        return {"FAKE_LLM_TOKEN_DELAY_MS": str(TOKEN_DELAY * 1000), "FAKE_LLM_REPLY_WORDS": str(REPLY_WORDS)}, None
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.llm_server", str(port), str(TOKENS_PER_SECOND), str(reply_tokens())], cwd=ROOT
+    )
+    wait_for_port(port, process=server)
+    env = {
+        "LLM_PROVIDER": "openai",
+        "OPENAI_API_KEY": "bench",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+        "LLM_MODEL": "bench",
+    }
+    return env, server
+
+
+def run_b6(streams: int, max_wait: float | None, slots: int = WORKER_CONCURRENCY, http: bool = False) -> dict[str, Any]:
     """One run of N prompts; with `max_wait`, the API sheds at QUEUE_MAX_WAIT_SECONDS=max_wait;
-    `slots` is each worker's WORKER_CONCURRENCY."""
+    `slots` is each worker's WORKER_CONCURRENCY; `http`: the workers' LLM over HTTP."""
     stack = Stack()
+    llm, server = llm_env(http)
     try:
         api = stack.api(**({"QUEUE_MAX_WAIT_SECONDS": str(max_wait)} if max_wait is not None else {}))
         ports = [free_port() for _ in range(WORKERS)]
-        workers = [
-            stack.worker(
-                WORKER_CONCURRENCY=str(slots),
-                WORKER_METRICS_PORT=str(port),
-                FAKE_LLM_TOKEN_DELAY_MS=str(TOKEN_DELAY * 1000),
-                FAKE_LLM_REPLY_WORDS=str(REPLY_WORDS),
-            )
-            for port in ports
-        ]
+        workers = [stack.worker(WORKER_CONCURRENCY=str(slots), WORKER_METRICS_PORT=str(port), **llm) for port in ports]
         chats = asyncio.run(prepare(stack, streams + 2 * WORKERS))
         warm, chats = chats[: 2 * WORKERS], chats[2 * WORKERS :]
         for worker, port in zip(workers, ports, strict=True):
@@ -222,9 +238,12 @@ def run_b6(streams: int, max_wait: float | None, slots: int = WORKER_CONCURRENCY
             "per_second": got["per_second"],
             **worker_metrics(ports),
         }
-        return {**row, **judge(row, overload=max_wait is not None)}
+        return {"llm": "openai over HTTP" if http else "fake", **row, **judge(row, overload=max_wait is not None)}
     finally:
         stack.stop()
+        if server is not None:
+            server.terminate()
+            server.wait(10)
 
 
 def judge(row: dict[str, Any], *, overload: bool) -> dict[str, Any]:
@@ -258,7 +277,7 @@ def b6_end_to_end() -> list[dict[str, Any]]:
     QUEUE_MAX_WAIT_SECONDS=1 (the API sheds what the workers cannot take). The last N runs once
     more with a third fewer worker slots than prompts, so jobs must wait and shedding must act."""
     counts = stream_counts()
-    rows = []
+    rows = [run_b6(counts[0], None, http=True)]  # the headline: the workers as deployed, over HTTP
     for index, streams in enumerate(counts):
         rows.append(run_b6(streams, None if index == 0 else OVERLOAD_MAX_WAIT_SECONDS))
     if len(counts) > 1:

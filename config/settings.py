@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import sys
 from functools import lru_cache
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Azure OpenAI's dated API versions (2024-10-21, 2025-04-01-preview) and its undated ones.
+API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?|v1|preview|latest")
 
 
 class Settings(BaseSettings):
@@ -54,16 +58,20 @@ class Settings(BaseSettings):
     OAUTH_TIMEOUT_SECONDS: float = Field(10.0, gt=0)
     SESSION_TTL_SECONDS: int = Field(2_592_000, ge=1)
 
-    LLM_PROVIDER: Literal["openai", "fake", ""] = ""
+    LLM_PROVIDER: Literal["openai", "azure", "fake", ""] = ""
     OPENAI_API_KEY: str = ""
     OPENAI_BASE_URL: str = ""
+    # Azure OpenAI, under the openai package's own names; LLM_MODEL is then the deployment.
+    AZURE_OPENAI_ENDPOINT: str = ""
+    AZURE_OPENAI_API_KEY: str = ""
+    OPENAI_API_VERSION: str = ""
     LLM_MODEL: str = "gpt-4o-mini"
     LLM_TIMEOUT_SECONDS: float = Field(60.0, gt=0)
     FAKE_LLM_TOKEN_DELAY_MS: float = Field(50.0, ge=0)
     FAKE_LLM_REPLY_WORDS: int = Field(60, ge=1)
     QUESTION_COUNT: int = Field(5, ge=1, le=50)
-    CHAT_CONTEXT_CHARS: int = Field(16_000, ge=500)
     LLM_MAX_TOKENS: int = Field(1024, ge=1, le=1_000_000)  # longest reply the LLM may write
+    LLM_CONTEXT_TOKENS: int = Field(128_000, ge=1024, le=100_000_000)  # the model's context window
 
     # Caps per user (see README, Configuration).
     CHATS_PER_USER_MAX: int = Field(1000, ge=1, le=1_000_000)
@@ -121,9 +129,28 @@ class Settings(BaseSettings):
             raise ValueError("OIDC_ISSUER: required when AUTH_PROVIDER=oidc")
         if self.LLM_PROVIDER == "openai" and not self.OPENAI_API_KEY:
             raise ValueError("OPENAI_API_KEY: required when LLM_PROVIDER=openai")
+        if self.LLM_PROVIDER == "azure":
+            self._check_azure()
+        if self.LLM_CONTEXT_TOKENS < self.LLM_MAX_TOKENS + 512:
+            raise ValueError(
+                f"LLM_CONTEXT_TOKENS: {self.LLM_CONTEXT_TOKENS} leaves no room for a prompt beside "
+                f"LLM_MAX_TOKENS={self.LLM_MAX_TOKENS} (it must be at least LLM_MAX_TOKENS + 512)"
+            )
         if not self.REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL: must start with redis://, rediss:// or unix://")
         return self
+
+    def _check_azure(self) -> None:
+        for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "OPENAI_API_VERSION"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: required when LLM_PROVIDER=azure")
+        if not self.AZURE_OPENAI_ENDPOINT.startswith(("https://", "http://")):
+            raise ValueError("AZURE_OPENAI_ENDPOINT: must be the resource's URL, https://<resource>.openai.azure.com")
+        if not API_VERSION.fullmatch(self.OPENAI_API_VERSION):
+            raise ValueError(
+                f"OPENAI_API_VERSION: {self.OPENAI_API_VERSION!r} is not an Azure OpenAI API version "
+                "(like 2024-10-21 or 2025-04-01-preview)"
+            )
 
     @property
     def scopes(self) -> str:

@@ -30,7 +30,9 @@ BASE_ENV = {
 
 
 def _env(redis_url: str, overrides: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_", "OIDC_", "OPENAI_", "LLM_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_", "OIDC_", "OPENAI_", "AZURE_OPENAI_", "LLM_"))
+    }
     env.update(BASE_ENV)
     env["REDIS_URL"] = redis_url
     env.update(overrides)

@@ -104,7 +104,7 @@ async def test_history_keeps_the_newest_and_the_llm_gets_at_most_that_with_max_t
             ("user", "two"),
             ("assistant", "[history=3]"),
             ("user", "three"),
-            ("assistant", "[history=4]"),
+            ("assistant", "[history=3]"),  # the newest 4 open with an assistant's: it is not sent
         ]
 
         # A history longer than the worker's cap (kept from before it was set, or by a pod with
@@ -113,11 +113,12 @@ async def test_history_keeps_the_newest_and_the_llm_gets_at_most_that_with_max_t
         redis.lpush(key, *[f'{{"role":"user","content":"old {i}","createdAt":1}}' for i in range(50)])
         async with httpx.AsyncClient(base_url=lenient.url, timeout=20) as other_pod:
             stream = await send(other_pod, user, chat_id, "four")
-        assert stream.text.startswith("[history=4]")
+        assert stream.text.startswith("[history=3]")
         assert redis.llen(key) == 4
 
     bodies = [r["body"] for r in stub.requests() if r["body"].get("stream")]
-    assert [len([m for m in b["messages"] if m["role"] != "system"]) for b in bodies] == [1, 3, 4, 4]
+    # What is sent opens with a user message (workers/llm/context.py): of the newest 4, 3.
+    assert [len([m for m in b["messages"] if m["role"] != "system"]) for b in bodies] == [1, 3, 3, 3]
     assert {b["max_tokens"] for b in bodies} == {7}
     redis.close()
 

@@ -67,6 +67,30 @@ def start(module: str, redis_url: str, **env: str) -> subprocess.CompletedProces
             {"ENVIRONMENT": "production", "ALLOW_DEV_LOGIN": "true"},
             "configuration error: AUTH_PROVIDER: 'dev' is refused when ENVIRONMENT=production",
         ),
+        ({"LLM_PROVIDER": "azure"}, "configuration error: AZURE_OPENAI_ENDPOINT: required when LLM_PROVIDER=azure"),
+        (
+            {
+                "LLM_PROVIDER": "azure",
+                "AZURE_OPENAI_ENDPOINT": "https://example.openai.azure.com",
+                "AZURE_OPENAI_API_KEY": "k",
+            },
+            "configuration error: OPENAI_API_VERSION: required when LLM_PROVIDER=azure",
+        ),
+        (
+            {
+                "LLM_PROVIDER": "azure",
+                "AZURE_OPENAI_ENDPOINT": "https://example.openai.azure.com",
+                "AZURE_OPENAI_API_KEY": "k",
+                "OPENAI_API_VERSION": "2024/10/21",
+            },
+            "configuration error: OPENAI_API_VERSION: '2024/10/21' is not an Azure OpenAI API version "
+            "(like 2024-10-21 or 2025-04-01-preview)",
+        ),
+        (
+            {"LLM_CONTEXT_TOKENS": "4096", "LLM_MAX_TOKENS": "4000"},
+            "configuration error: LLM_CONTEXT_TOKENS: 4096 leaves no room for a prompt beside LLM_MAX_TOKENS=4000 "
+            "(it must be at least LLM_MAX_TOKENS + 512)",
+        ),
         ({"PROXIES_COUNT": "-1"}, "configuration error: PROXIES_COUNT: Input should be greater than or equal to 0"),
         (
             {"REQUEST_HEAD_TIMEOUT_SECONDS": "60"},

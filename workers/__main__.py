@@ -26,7 +26,7 @@ async def serve(settings: Settings, heartbeat: LoopHeartbeat | None = None) -> N
     pulse = asyncio.create_task((heartbeat or LoopHeartbeat()).run())  # /healthz: the loop turns
     store = Store(settings, worker=True)
     llm = make_llm(settings)
-    chat = ChatJob(store, llm, settings.CHAT_CONTEXT_CHARS, settings.JOB_LEASE_SECONDS)
+    chat = ChatJob(store, llm, settings.LLM_CONTEXT_TOKENS, settings.LLM_MAX_TOKENS, settings.JOB_LEASE_SECONDS)
     handlers: dict[str, JobHandler] = {"questions": QuestionsJob(store, llm, settings.QUESTION_COUNT), "chat": chat}
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     runner = Runner(store.queue, settings, handlers, consumer)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 from backend.store import StoreUnavailable, retried
 from backend.store.datastore import Store
@@ -20,8 +21,9 @@ from backend.store.interview import IN_PROGRESS, QUESTION_NOT_READY, SUCCESS
 from backend.store.queue import Job
 from backend.store.replies import Claim
 from workers import metrics
-from workers.llm import LLM, LLMError, ReplyEnd
+from workers.llm import LLM, ContextOverflow, LLMError, ReplyEnd
 from workers.llm.base import load_prompt
+from workers.llm.context import fit_history, halve_history
 
 log = logging.getLogger("workers.chat")
 
@@ -40,19 +42,6 @@ def failure_message(error: BaseException | None) -> str:
     return getattr(error, "user_message", None) or LLM_FAILED
 
 
-def trim_history(history: list[dict[str, str]], budget_chars: int) -> list[dict[str, str]]:
-    """The newest messages that fit the budget; the newest one is always kept."""
-    kept: list[dict[str, str]] = []
-    used = 0
-    for message in reversed(history):
-        used += len(message["content"])
-        if kept and used > budget_chars:
-            break
-        kept.append({"role": message["role"], "content": message["content"]})
-    kept.reverse()
-    return kept
-
-
 def interview_summary(user: dict[str, str]) -> str:
     status = user.get("status", "")
     if status == SUCCESS:
@@ -65,11 +54,12 @@ def interview_summary(user: dict[str, str]) -> str:
 
 
 class ChatJob:
-    def __init__(self, store: Store, llm: LLM, context_chars: int, lease_seconds: float) -> None:
+    def __init__(self, store: Store, llm: LLM, context_tokens: int, reply_tokens: int, lease_seconds: float) -> None:
         self.store = store
         self.replies = store.replies
         self.llm = llm
-        self.context_chars = context_chars
+        self.context_tokens = context_tokens
+        self.reply_tokens = reply_tokens
         self.lease_seconds = lease_seconds
         self.renew_every = lease_seconds * 0.2
         self.system_template = load_prompt("chat_system.txt")
@@ -134,7 +124,7 @@ class ChatJob:
         sent = 0
         end = ReplyEnd()
         try:
-            async for piece in self.llm.stream_reply(messages):
+            async for piece in self._reply(job, messages):
                 if isinstance(piece, ReplyEnd):
                     end = piece
                     continue
@@ -178,7 +168,26 @@ class ChatJob:
             skill_description=user.get("skillDescription") or "(not given)",
             interview_summary=interview_summary(user),
         )
-        return [{"role": "system", "content": system}, *trim_history(history, self.context_chars - len(system))]
+        history = [{"role": m["role"], "content": m["content"]} for m in history]
+        return fit_history({"role": "system", "content": system}, history, self.context_tokens, self.reply_tokens)
+
+    async def _reply(self, job: Job, messages: list[dict[str, str]]) -> AsyncIterator[str | ReplyEnd]:
+        """The LLM's reply; a server that finds the request over its context (before any piece
+        of the reply) is asked again with the older half of the history dropped, until none is left."""
+        while True:
+            try:
+                async for piece in self.llm.stream_reply(messages):
+                    yield piece
+                return
+            except ContextOverflow:
+                shorter = halve_history(messages)
+                if shorter is None:
+                    raise  # the prompt alone is over the context: its user_message says so
+                log.info(
+                    "LLM context exceeded: asking again with half the history",
+                    extra={"job": job.id, "messages": len(shorter), "request_id": job.request_id},
+                )
+                messages = shorter
 
     async def _renew_leases(self) -> None:
         """One heartbeat for every reply this process writes: their leases renewed in one batch."""

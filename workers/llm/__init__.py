@@ -1,13 +1,14 @@
-"""The LLM layer: one small interface, an OpenAI-compatible provider and an offline fake."""
+"""The LLM layer: one small interface, an OpenAI-compatible (and Azure OpenAI) provider and an
+offline fake."""
 
 from __future__ import annotations
 
 from config.settings import Settings
-from workers.llm.base import LLM, GeneratedQuestion, LLMError, QuestionSet, ReplyEnd
+from workers.llm.base import LLM, ContextOverflow, GeneratedQuestion, LLMError, QuestionSet, ReplyEnd
 
 
 def make_llm(settings: Settings) -> LLM:
-    if settings.LLM_PROVIDER == "openai":
+    if settings.LLM_PROVIDER in ("openai", "azure"):
         from workers.llm.openai import OpenAILLM
 
         return OpenAILLM(settings)
@@ -16,4 +17,4 @@ def make_llm(settings: Settings) -> LLM:
     return FakeLLM(settings)
 
 
-__all__ = ["LLM", "GeneratedQuestion", "LLMError", "QuestionSet", "ReplyEnd", "make_llm"]
+__all__ = ["LLM", "ContextOverflow", "GeneratedQuestion", "LLMError", "QuestionSet", "ReplyEnd", "make_llm"]

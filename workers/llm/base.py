@@ -40,6 +40,19 @@ class LLMError(AttemptFailed):
         self.user_message = user_message  # what a user can act on, when the reply fails for good
 
 
+class ContextOverflow(LLMError):
+    """The server says the request does not fit the model's context. Raised before the first
+    piece of a reply, so the caller may ask again with less history."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            message,
+            retryable=False,
+            user_message="Your message is too long for the assistant's model, even without the earlier "
+            "conversation. Please send a shorter message.",
+        )
+
+
 @dataclass(frozen=True)
 class ReplyEnd:
     """The last item of a streamed reply: why it ended and, when the LLM reports it, its cost."""
