@@ -26,7 +26,7 @@ from sanic.response import HTTPResponse, raw
 
 from backend.apidoc import Other, operation
 from backend.ops.queue_watch import QueueWatch
-from backend.store import StoreUnavailable
+from backend.store import Memory, StoreUnavailable
 
 REQUESTS = Counter("ai_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"])
 LATENCY = Histogram(
@@ -102,7 +102,24 @@ async def cluster_lines(request: Request) -> list[str]:
         job_type, _, outcome = field.partition(":")
         if job_type != "llm":
             lines.append(f'ai_jobs_total{{type="{job_type}",outcome="{outcome}"}} {count}')
-    return lines
+    return lines + memory_lines(await request.app.ctx.store.memory())
+
+
+def memory_lines(servers: list[Memory]) -> list[str]:
+    """Redis memory against its limit: writes are refused (503) once used reaches max."""
+    used = [
+        "# HELP ai_redis_memory_used_bytes Memory Redis uses (INFO used_memory), per Cluster master",
+        "# TYPE ai_redis_memory_used_bytes gauge",
+    ]
+    limit = [
+        "# HELP ai_redis_memory_max_bytes Redis maxmemory (0: no limit), per Cluster master",
+        "# TYPE ai_redis_memory_max_bytes gauge",
+    ]
+    for server in servers:
+        label = f'{{node="{server.node}"}}' if server.node else ""
+        used.append(f"ai_redis_memory_used_bytes{label} {server.used}")
+        limit.append(f"ai_redis_memory_max_bytes{label} {server.limit}")
+    return used + limit
 
 
 @bp.get("/metrics")

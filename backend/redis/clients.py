@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -14,7 +15,7 @@ from redis.exceptions import ResponseError
 from config.settings import Settings
 
 AnyRedis = Redis | RedisCluster
-__all__ = ["AnyRedis", "ResponseError", "connect", "is_cluster"]
+__all__ = ["AnyRedis", "Memory", "ResponseError", "connect", "is_cluster", "memory"]
 CLUSTER_CONNECTIONS_PER_NODE = 1024
 
 
@@ -47,3 +48,27 @@ def connect(settings: Settings, *, decode: bool = True, read_timeout: float | No
 
 def is_cluster(client: AnyRedis) -> bool:
     return isinstance(client, RedisCluster)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One Redis server's memory as INFO says: `used` bytes against `limit` (0: no maxmemory).
+    `node` is a Cluster master's host:port, empty for a single Redis (or Sentinel's master)."""
+
+    node: str
+    used: int
+    limit: int
+
+
+async def memory(client: AnyRedis) -> list[Memory]:
+    """The memory of the Redis the client reaches: one server, or every master of a Cluster
+    (each holds its own share of the data, under its own maxmemory)."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        found = []
+        for node in client.get_primaries():
+            info = await client.info("memory", target_nodes=node)
+            found.append(Memory(node.name, int(info["used_memory"]), int(info["maxmemory"])))
+        return found
+    info = await client.info("memory")
+    return [Memory("", int(info["used_memory"]), int(info["maxmemory"]))]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from backend.redis.clients import AnyRedis, connect, is_cluster
+from backend.redis.clients import AnyRedis, Memory, connect, is_cluster, memory
 from backend.redis.cluster import ClusterConnections, Topology
 from backend.redis.errors import REDIS_FAILURES, translate_errors
 from backend.redis.pubsub import ClusterHub, Hub
@@ -115,6 +115,10 @@ class Store:
                 return bool(await self.redis.ping())
         except (*REDIS_FAILURES, TimeoutError):
             return False
+
+    async def memory(self) -> list[Memory]:
+        """Redis memory against maxmemory (every master of a Cluster)."""
+        return await memory(self.redis)
 
     async def close(self) -> None:
         """Close every connection; bounded, so a shutdown never hangs on a pool."""
