@@ -12,6 +12,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from backend.redis.sentinel import Sentinels
 from config.settings import Settings
 
 AnyRedis = Redis | RedisCluster
@@ -19,8 +20,16 @@ __all__ = ["AnyRedis", "Memory", "ResponseError", "connect", "is_cluster", "memo
 CLUSTER_CONNECTIONS_PER_NODE = 1024
 
 
-def connect(settings: Settings, *, decode: bool = True, read_timeout: float | None = None, **extra: Any) -> AnyRedis:
-    """One pooled client; connections are made lazily and remade after Redis comes back.
+def connect(
+    settings: Settings,
+    *,
+    decode: bool = True,
+    read_timeout: float | None = None,
+    sentinels: Sentinels | None = None,
+    **extra: Any,
+) -> AnyRedis:
+    """One pooled client; connections are made lazily and remade after Redis comes back (behind
+    `sentinels`: each new connection goes to the master they name then).
 
     Every call is bounded by REDIS_TIMEOUT_SECONDS (connect, each read, and the wait for a free
     pooled connection); `read_timeout` widens the read bound for a client that blocks on purpose
@@ -42,6 +51,8 @@ def connect(settings: Settings, *, decode: bool = True, read_timeout: float | No
         # redis-py's cluster pools do not wait for a free connection: past the cap a call fails at
         # once (MaxConnectionsError), so the cap per node is set well above a pod's bursts.
         return RedisCluster.from_url(settings.REDIS_URL, max_connections=CLUSTER_CONNECTIONS_PER_NODE, **options)
+    if sentinels is not None:
+        return sentinels.client(max_connections=256, **options)
     pool = BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=256, timeout=timeout, **options)
     return Redis(connection_pool=pool)
 
