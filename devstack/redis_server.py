@@ -279,8 +279,8 @@ class RedisSentinels:
             ]
             if self.auth:
                 lines.append(f"sentinel auth-pass {self.name} {self.auth}")
-            if self.sentinel_password:
-                lines.append(f"requirepass {self.sentinel_password}")
+            if self.sentinel_password:  # asked of clients and of the other Sentinels
+                lines += [f"requirepass {self.sentinel_password}", f"sentinel sentinel-pass {self.sentinel_password}"]
             conf.write_text("\n".join(lines) + "\n")
             process = subprocess.Popen(
                 [redis_binary(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
