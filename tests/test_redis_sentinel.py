@@ -24,7 +24,7 @@ import pytest
 from devstack.login import auth, dev_login
 from devstack.redis_server import RedisSentinels
 from devstack.services import ROOT, Api, _env
-from tests.conftest import Processes
+from tests.conftest import Processes, eventually
 from tests.support.sse import read
 from tests.test_chat import assert_consecutive, new_chat
 from tests.test_redis_deployments import Answer, LiveStream, call, replay
@@ -211,10 +211,7 @@ async def test_control_prompt_streams_to_done(stack_on_sentinel: SentinelStack) 
     replica = next(node for node in stack_on_sentinel.redis.nodes if node is not master)
     with stack_on_sentinel.redis.client(master) as m, stack_on_sentinel.redis.client(replica) as r:
         assert m.dbsize() > 0
-        deadline = time.monotonic() + 5
-        while r.dbsize() != m.dbsize() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert r.dbsize() == m.dbsize()
+        await eventually(lambda: r.dbsize() == m.dbsize(), within=5)
 
 
 async def test_sentinel_failover_while_a_reply_streams(stack_on_sentinel: SentinelStack) -> None:
