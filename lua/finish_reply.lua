@@ -1,4 +1,6 @@
-#!lua
+#!lua flags=allow-oom
+-- allow-oom: ending a reply must work on a full Redis (its readers would wait otherwise), and it
+-- adds only the final frame while it frees the partial text and the lease.
 -- End a reply: append the final event, save the (partial) text to the history, free the chat.
 -- KEYS[1] chat  KEYS[2] log  KEYS[3] partial text  KEYS[4] lease  KEYS[5] messages  KEYS[6] chat index
 -- ARGV[1] generation  ARGV[2] worker token  ARGV[3] mode  ARGV[4] data JSON  ARGV[5] now ms

@@ -102,7 +102,7 @@ async def cluster_lines(request: Request) -> list[str]:
         job_type, _, outcome = field.partition(":")
         if job_type != "llm":
             lines.append(f'ai_jobs_total{{type="{job_type}",outcome="{outcome}"}} {count}')
-    return lines + memory_lines(await request.app.ctx.store.memory())
+    return lines
 
 
 def memory_lines(servers: list[Memory]) -> list[str]:
@@ -135,6 +135,11 @@ async def metrics(request: Request) -> HTTPResponse:
     body = generate_latest(registry())
     watch: QueueWatch = request.app.ctx.queue_watch
     body += ("\n".join(shedding_lines(watch)) + "\n").encode()
+    # Every pod, not only the leader: its lease is a write, which a full Redis refuses.
+    try:
+        body += ("\n".join(memory_lines(await request.app.ctx.store.memory())) + "\n").encode()
+    except StoreUnavailable:
+        body += b"# Redis memory unavailable: Redis did not answer\n"
     if not watch.leader:
         body += b"# cluster-wide job series are exported by one API pod (the metrics-leader lease)\n"
         return raw(body, content_type=CONTENT_TYPE_LATEST)
