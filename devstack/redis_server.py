@@ -102,13 +102,18 @@ def make_tls_files(directory: str | Path | None = None) -> TlsFiles:
 
 
 class RedisServer:
-    """One redis-server on a loopback port; `tls=make_tls_files()` makes it speak only TLS on that port."""
+    """One redis-server on a loopback port; `tls=make_tls_files()` makes it speak only TLS on that port.
+    Its files go to `data_dir` (made if missing; a new temporary directory by default)."""
 
-    def __init__(self, port: int | None = None, *extra: str, tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *extra: str, tls: TlsFiles | None = None, data_dir: str | Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.extra = extra
         self.tls = tls
-        self.dir = tempfile.mkdtemp(prefix="redis-test-")
+        if data_dir is not None:
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
+        self.dir = str(data_dir) if data_dir is not None else tempfile.mkdtemp(prefix="redis-test-")
         self.process: subprocess.Popen[bytes] | None = None
         self.paused = False
 
