@@ -83,7 +83,7 @@ class Sentinels:
         self.address = ServerAddress.from_url(url)  # credentials, database and TLS of the master
         self._password = password or None
         # The URL's options for redis-py's pools, without its host (the Sentinels say where).
-        options = parse_url(url)
+        options: dict[str, Any] = dict(parse_url(url))
         connection_class = options.pop("connection_class", None)
         for unused in ("host", "port", "path"):
             options.pop(unused, None)

@@ -24,7 +24,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import hiredis
@@ -217,19 +217,22 @@ class Locator(Protocol):
     async def locate(self) -> ServerAddress: ...
 
 
+Resp = TypeVar("Resp", bound=RespProtocol)
+
+
 async def open_connection(
     address: ServerAddress,
-    protocol_factory: Callable[[], RespProtocol],
+    protocol_factory: Callable[[], Resp],
     within: float,
     *,
     select_db: bool = True,
     master: bool = False,
-) -> RespProtocol:
+) -> Resp:
     """A connected protocol, after TLS, AUTH and SELECT succeeded; closed again when any fails.
     `master`: the server must also say it is a master (ROLE), as Sentinel's clients check: a
     Sentinel may still name the old master while a failover is under way."""
     loop = asyncio.get_running_loop()
-    protocol: RespProtocol | None = None
+    protocol: Resp | None = None
     try:
         async with asyncio.timeout(within):
             if address.path:

@@ -81,6 +81,7 @@ class Chats:
         below it: stable across ties, and a chat updated meanwhile moves above every position.
         """
         index = keys.chats(user_id)
+        rows: list[Any]  # (member, score) pairs
         if before is None:
             rows = await self.redis.zrange(
                 index, "+inf", "-inf", desc=True, byscore=True, withscores=True, offset=0, num=limit + 1
