@@ -228,7 +228,8 @@ class RedisSentinels:
     with the failover settings of a test: a master silent for `down_after_ms` is down.
 
     `auth` sets a password on the data nodes (Sentinel is told it: `sentinel auth-pass`);
-    `sentinel_password` one on the Sentinels themselves (`requirepass`). Every helper blocks until
+    `sentinel_password` one on the Sentinels themselves (`requirepass`); `tls` makes every node and
+    Sentinel speak only TLS (replication and Sentinel's own links too). Every helper blocks until
     the Sentinels agree (see `unsettled`) or raises TimeoutError."""
 
     def __init__(
@@ -241,16 +242,20 @@ class RedisSentinels:
         failover_timeout_ms: int = 5000,
         auth: str | None = None,
         sentinel_password: str | None = None,
+        tls: TlsFiles | None = None,
         extra: tuple[str, ...] = (),
     ) -> None:
         self.name = name
+        self.tls = tls
         self.auth = auth
         self.sentinel_password = sentinel_password
         self.down_after_ms, self.failover_timeout_ms = down_after_ms, failover_timeout_ms
         data = ("--repl-diskless-sync-delay", "0", *extra)  # a replica's first sync at once
         if auth:
             data = (*data, "--requirepass", auth, "--masterauth", auth)
-        self.nodes = [RedisServer(None, *data) for _ in range(1 + replicas)]
+        if tls:
+            data = (*data, "--tls-replication", "yes")
+        self.nodes = [RedisServer(None, *data, tls=tls) for _ in range(1 + replicas)]
         self.sentinel_ports = [free_port() for _ in range(count)]
         self.sentinel_dir = tempfile.mkdtemp(prefix="redis-sentinel-")
         self.sentinels: list[subprocess.Popen[bytes]] = []
@@ -274,8 +279,19 @@ class RedisSentinels:
             replica.start()
         for port in self.sentinel_ports:
             conf = Path(self.sentinel_dir) / f"sentinel-{port}.conf"  # Sentinel rewrites it: one each
+            listen = [f"port {port}"]
+            if self.tls:
+                listen = [
+                    "port 0",
+                    f"tls-port {port}",
+                    f"tls-cert-file {self.tls.cert}",
+                    f"tls-key-file {self.tls.key}",
+                    f"tls-ca-cert-file {self.tls.ca_cert}",
+                    "tls-auth-clients no",
+                    "tls-replication yes",  # Sentinel's links to the data nodes
+                ]
             lines = [
-                f"port {port}",
+                *listen,
                 "bind 127.0.0.1",
                 f"dir {self.sentinel_dir}",
                 f"sentinel monitor {self.name} 127.0.0.1 {master.port} 2",
@@ -314,7 +330,8 @@ class RedisSentinels:
     # Reading the state.
 
     def sentinel(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, password=self.sentinel_password, decode_responses=True, socket_timeout=5)
+        tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca_cert)} if self.tls else {}
+        return redis.Redis(port=port, password=self.sentinel_password, decode_responses=True, socket_timeout=5, **tls)
 
     def client(self, node: RedisServer, **options: object) -> redis.Redis:
         return node.client(password=self.auth, **options)

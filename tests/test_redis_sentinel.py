@@ -17,12 +17,13 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
 
 from devstack.login import auth, dev_login
-from devstack.redis_server import RedisSentinels
+from devstack.redis_server import RedisSentinels, make_tls_files
 from devstack.services import ROOT, Api, _env
 from tests.conftest import Processes, eventually
 from tests.support.sse import read
@@ -45,22 +46,23 @@ class SentinelStack:
     apis: list[Api]
 
 
+def two_pods_and_a_worker(processes: Processes, redis: RedisSentinels, url: str) -> SentinelStack:
+    env = {**SERVICES, "REDIS_SENTINELS": redis.hosts, "REDIS_SENTINEL_MASTER": redis.name}
+    if redis.sentinel_password:
+        env["REDIS_SENTINEL_PASSWORD"] = redis.sentinel_password
+    # REDIS_URL's host is not used: it names a port where nothing listens.
+    url = url.replace(f":{redis.nodes[0].port}/", ":1/")
+    apis = [processes.api(url, **env), processes.api(url, **env)]
+    processes.worker(url, **env)
+    return SentinelStack(redis, apis)
+
+
 @pytest.fixture
 def stack_on_sentinel(processes: Processes) -> Iterator[SentinelStack]:
     redis = RedisSentinels(auth="data-pw", sentinel_password="sentinel-pw")
     try:
         redis.start()
-        env = {
-            **SERVICES,
-            "REDIS_SENTINELS": redis.hosts,
-            "REDIS_SENTINEL_MASTER": redis.name,
-            "REDIS_SENTINEL_PASSWORD": "sentinel-pw",
-        }
-        # REDIS_URL's host is not used: it names a port where nothing listens.
-        url = redis.url.replace(f":{redis.nodes[0].port}/", ":1/")
-        apis = [processes.api(url, **env), processes.api(url, **env)]
-        processes.worker(url, **env)
-        yield SentinelStack(redis, apis)
+        yield two_pods_and_a_worker(processes, redis, redis.url)
     finally:
         processes.stop_all()
         redis.stop()
@@ -220,6 +222,21 @@ async def test_sentinel_failover_while_a_reply_streams(stack_on_sentinel: Sentin
 
 async def test_master_killed_while_a_reply_streams(stack_on_sentinel: SentinelStack) -> None:
     await stream_through(stack_on_sentinel, "kill", within=30)
+
+
+async def test_failover_with_tls_and_an_acl_user_without_role(processes: Processes, tmp_path: Path) -> None:
+    """Every node and Sentinel on TLS only (a private CA), the service as an ACL user that may not
+    run ROLE (its connections then rely on READONLY to find a demoted master)."""
+    app_user = ("--user", "app", "on", ">app-pw", "~*", "&*", "+@all", "-role")
+    redis = RedisSentinels(auth="data-pw", tls=make_tls_files(tmp_path), extra=app_user)
+    try:
+        redis.start()
+        url = redis.nodes[0].url_with(username="app", password="app-pw")
+        assert url.startswith("rediss://") and "ssl_ca_certs=" in url
+        await stream_through(two_pods_and_a_worker(processes, redis, url), "failover", within=20)
+    finally:
+        processes.stop_all()
+        redis.stop()
 
 
 @pytest.mark.parametrize(
