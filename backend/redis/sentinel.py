@@ -16,8 +16,8 @@ Replication is asynchronous: between the moment a Sentinel promotes a replica an
 announces the switch (about a second), the old master still takes writes, and they are lost. So
 when the Sentinel leading a failover announces that it promotes a replica
 (`+failover-state-send-slaveof-noone`), every connection is dropped and none is made until the
-switch is announced (at most PAUSE_SECONDS): calls meanwhile fail as StoreUnavailable (503, or a
-worker's retry), rather than succeed on a server whose writes are about to vanish.
+switch (or an abort) is announced, at most PAUSE_SECONDS: calls meanwhile fail as StoreUnavailable
+(503, or a worker's retry), rather than succeed on a server whose writes are about to vanish.
 
 REDIS_URL gives the user, password, database and TLS options of the master; the Sentinels are
 reached with the same TLS options and REDIS_SENTINEL_PASSWORD.
@@ -46,7 +46,9 @@ log = logging.getLogger("backend.redis.sentinel")
 SWITCH_MASTER = b"+switch-master"
 PROMOTING = b"+failover-state-send-slaveof-noone"
 IDLE_PING_SECONDS = 5.0
-PAUSE_SECONDS = 10.0  # no switch announced by then: the failover was aborted, the master stays
+# A failover that gives up after the promotion started: the master stays where it was.
+ABORTED = (b"-failover-abort-slave-timeout", b"+failover-end-for-timeout")
+PAUSE_SECONDS = 10.0  # no switch nor abort heard by then: connect again, ROLE and READONLY still guard
 
 
 class FailoverUnderWay(MasterNotFoundError):
@@ -187,6 +189,9 @@ class Sentinels:
             log.warning("Sentinel promotes a replica: pausing", extra={"event": data.decode(errors="replace")})
             self._paused_until = asyncio.get_running_loop().time() + PAUSE_SECONDS
             self._drop_all()
+        elif channel in ABORTED and name in (fields[1:2] + fields[-3:-2]):  # "master <name> ..." or "... @ <name> ..."
+            log.warning("Sentinel failover aborted", extra={"event": data.decode(errors="replace")})
+            self._paused_until = 0.0
         elif channel == SWITCH_MASTER and fields[0] == name:
             self._paused_until = 0.0
             if data != self._switched_to:  # each Sentinel announces it: act once
@@ -226,7 +231,7 @@ class Sentinels:
                     self.timeout,
                     select_db=False,
                 )
-                connection.command(b"SUBSCRIBE", SWITCH_MASTER, PROMOTING)
+                connection.command(b"SUBSCRIBE", SWITCH_MASTER, PROMOTING, *ABORTED)
                 await connection.ping(self.timeout)
                 reconnect.succeeded()
                 while not connection.lost:
