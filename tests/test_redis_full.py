@@ -22,6 +22,7 @@ from devstack.login import auth, dev_login
 from devstack.redis_server import RedisServer
 from tests.conftest import Processes
 from tests.test_chat import assert_consecutive, new_chat
+from tests.test_interview import describe, ready_questions
 from tests.test_redis_deployments import LiveStream, call, prompt
 
 FILLER = 256 * 1024
@@ -32,7 +33,7 @@ REFUSED_WRITES = (
     ("DELETE", "/assistant/chat/{chat}", None),
     ("GET", "/user/auth-code", None),
 )
-READS = ("/user/info", "/assistant/chat", "/assistant/chat/{chat}", "/ready")
+READS = ("/user/info", "/user/questions", "/assistant/chat", "/assistant/chat/{chat}", "/ready")
 
 
 @pytest.fixture
@@ -96,6 +97,8 @@ async def test_full_redis_refuses_writes_whole_and_recovers(full_redis: RedisSer
         async with httpx.AsyncClient(base_url=api.url, timeout=15) as http:
             user = auth(await dev_login(http))
             user_id = (await http.get("/user/info", headers=user)).json()["userId"]
+            await describe(http, user)
+            questions = await ready_questions(http, user)
             chat = await new_chat(http, user)
             streaming_chat = await new_chat(http, user)
             async with http.stream(
@@ -120,6 +123,12 @@ async def test_full_redis_refuses_writes_whole_and_recovers(full_redis: RedisSer
                 for path in READS:
                     answer = await call(http, "GET", path.format(chat=chat), headers=user)
                     assert answer.status == 200, f"GET {path} with Redis full: {answer.status} {answer.body}"
+                assert (await http.get("/user/questions", headers=user)).json()["questions"] == questions
+                first_page = (await http.get("/assistant/chat?limit=1", headers=user)).json()
+                second_page = await call(
+                    http, "GET", f"/assistant/chat?limit=1&before={first_page['next']}", headers=user
+                )
+                assert second_page.status == 200 and len(second_page.json()["chats"]) == 1, second_page
                 refused = await http.post("/assistant/chat", headers=user)
                 assert refused.status_code == 503 and refused.headers["retry-after"].isdigit()
                 assert snapshot(admin, user_id) == before  # nothing half-written
