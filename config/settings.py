@@ -22,6 +22,12 @@ class Settings(BaseSettings):
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
     REDIS_CLUSTER: bool = False
     REDIS_TIMEOUT_SECONDS: float = Field(2.0, gt=0, le=60)
+    # Sentinel: the master named REDIS_SENTINEL_MASTER is found through these Sentinels (host:port,
+    # comma-separated) and found again after a failover; REDIS_URL then gives only the user,
+    # password, database and TLS options.
+    REDIS_SENTINELS: Annotated[list[str], NoDecode] = []
+    REDIS_SENTINEL_MASTER: str = Field("mymaster", min_length=1)
+    REDIS_SENTINEL_PASSWORD: str = ""
 
     HOST: str = "127.0.0.1"
     PORT: int = Field(8000, ge=1, le=65535)
@@ -97,6 +103,21 @@ class Settings(BaseSettings):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
 
+    @field_validator("REDIS_SENTINELS", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [s.strip() for s in value.split(",") if s.strip()]
+        if isinstance(value, list):
+            for sentinel in value:
+                _host_port(str(sentinel))
+        return value
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs."""
+        return [_host_port(sentinel) for sentinel in self.REDIS_SENTINELS]
+
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
         if not self.LLM_PROVIDER:
@@ -138,6 +159,12 @@ class Settings(BaseSettings):
             )
         if not self.REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL: must start with redis://, rediss:// or unix://")
+        if self.REDIS_SENTINELS and self.REDIS_CLUSTER:
+            raise ValueError(
+                "REDIS_SENTINELS: cannot be used with REDIS_CLUSTER=true (choose one: a Cluster fails over by itself)"
+            )
+        if self.REDIS_SENTINELS and self.REDIS_URL.startswith("unix://"):
+            raise ValueError("REDIS_URL: must be redis:// or rediss:// with REDIS_SENTINELS (its host is not used)")
         return self
 
     def _check_azure(self) -> None:
@@ -157,6 +184,15 @@ class Settings(BaseSettings):
         if self.OAUTH_SCOPES:
             return self.OAUTH_SCOPES
         return {"github": "read:user", "oidc": "openid profile email"}.get(self.AUTH_PROVIDER, "profile")
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """`host:port` or `[v6 address]:port` as a pair; ValueError naming the entry otherwise."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not host:port")
+    return host, int(port)
 
 
 def _is_loopback(host: str) -> bool:

@@ -7,6 +7,7 @@ Besides a plain server: TLS with a private CA (`make_tls_files`, `RedisServer(tl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -101,13 +102,18 @@ def make_tls_files(directory: str | Path | None = None) -> TlsFiles:
 
 
 class RedisServer:
-    """One redis-server on a loopback port; `tls=make_tls_files()` makes it speak only TLS on that port."""
+    """One redis-server on a loopback port; `tls=make_tls_files()` makes it speak only TLS on that port.
+    Its files go to `data_dir` (made if missing; a new temporary directory by default)."""
 
-    def __init__(self, port: int | None = None, *extra: str, tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *extra: str, tls: TlsFiles | None = None, data_dir: str | Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.extra = extra
         self.tls = tls
-        self.dir = tempfile.mkdtemp(prefix="redis-test-")
+        if data_dir is not None:
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
+        self.dir = str(data_dir) if data_dir is not None else tempfile.mkdtemp(prefix="redis-test-")
         self.process: subprocess.Popen[bytes] | None = None
         self.paused = False
 
@@ -215,6 +221,208 @@ class RedisServer:
             self.process.wait(10)
         self.process = None
         self.paused = False
+
+
+class RedisSentinels:
+    """A master, `replicas` replicas and `count` Sentinels (quorum 2) watching it as `name`, on loopback,
+    with the failover settings of a test: a master silent for `down_after_ms` is down.
+
+    `auth` sets a password on the data nodes (Sentinel is told it: `sentinel auth-pass`);
+    `sentinel_password` one on the Sentinels themselves (`requirepass`); `tls` makes every node and
+    Sentinel speak only TLS (replication and Sentinel's own links too). Every helper blocks until
+    the Sentinels agree (see `unsettled`) or raises TimeoutError."""
+
+    def __init__(
+        self,
+        name: str = "mymaster",
+        replicas: int = 1,
+        count: int = 3,
+        *,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 5000,
+        auth: str | None = None,
+        sentinel_password: str | None = None,
+        tls: TlsFiles | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.tls = tls
+        self.auth = auth
+        self.sentinel_password = sentinel_password
+        self.down_after_ms, self.failover_timeout_ms = down_after_ms, failover_timeout_ms
+        data = ("--repl-diskless-sync-delay", "0", *extra)  # a replica's first sync at once
+        if auth:
+            data = (*data, "--requirepass", auth, "--masterauth", auth)
+        if tls:
+            data = (*data, "--tls-replication", "yes")
+        self.nodes = [RedisServer(None, *data, tls=tls) for _ in range(1 + replicas)]
+        self.sentinel_ports = [free_port() for _ in range(count)]
+        self.sentinel_dir = tempfile.mkdtemp(prefix="redis-sentinel-")
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+        self.killed: list[RedisServer] = []
+
+    @property
+    def hosts(self) -> str:
+        """REDIS_SENTINELS for these Sentinels."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    @property
+    def url(self) -> str:
+        """REDIS_URL's part behind Sentinel: credentials and database (the host is not used)."""
+        return self.nodes[0].url_with(password=self.auth) if self.auth else self.nodes[0].url
+
+    def start(self) -> RedisSentinels:
+        master, *replicas = self.nodes
+        master.start()
+        for replica in replicas:
+            replica.extra = (*replica.extra, "--replicaof", "127.0.0.1", str(master.port))
+            replica.start()
+        for port in self.sentinel_ports:
+            conf = Path(self.sentinel_dir) / f"sentinel-{port}.conf"  # Sentinel rewrites it: one each
+            listen = [f"port {port}"]
+            if self.tls:
+                listen = [
+                    "port 0",
+                    f"tls-port {port}",
+                    f"tls-cert-file {self.tls.cert}",
+                    f"tls-key-file {self.tls.key}",
+                    f"tls-ca-cert-file {self.tls.ca_cert}",
+                    "tls-auth-clients no",
+                    "tls-replication yes",  # Sentinel's links to the data nodes
+                ]
+            lines = [
+                *listen,
+                "bind 127.0.0.1",
+                f"dir {self.sentinel_dir}",
+                f"sentinel monitor {self.name} 127.0.0.1 {master.port} 2",
+                f"sentinel down-after-milliseconds {self.name} {self.down_after_ms}",
+                f"sentinel failover-timeout {self.name} {self.failover_timeout_ms}",
+            ]
+            if self.auth:
+                lines.append(f"sentinel auth-pass {self.name} {self.auth}")
+            if self.sentinel_password:  # asked of clients and of the other Sentinels
+                lines += [f"requirepass {self.sentinel_password}", f"sentinel sentinel-pass {self.sentinel_password}"]
+            conf.write_text("\n".join(lines) + "\n")
+            process = subprocess.Popen(
+                [redis_binary(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            self.sentinels.append(process)
+            wait_for_port(port, process=process)
+        self.wait_settled(30, master)
+        return self
+
+    def stop(self) -> None:
+        for process in self.sentinels:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.sentinels:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        self.sentinels = []
+        for node in self.nodes:
+            node.stop()
+            shutil.rmtree(node.dir, ignore_errors=True)
+        shutil.rmtree(self.sentinel_dir, ignore_errors=True)
+
+    # Reading the state.
+
+    def sentinel(self, port: int) -> redis.Redis:
+        tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca_cert)} if self.tls else {}
+        return redis.Redis(port=port, password=self.sentinel_password, decode_responses=True, socket_timeout=5, **tls)
+
+    def client(self, node: RedisServer, **options: object) -> redis.Redis:
+        return node.client(password=self.auth, **options)
+
+    def by_port(self, port: int | str) -> RedisServer:
+        return next(node for node in self.nodes if node.port == int(port))
+
+    def master(self) -> RedisServer:
+        """The master as the first Sentinel names it."""
+        with self.sentinel(self.sentinel_ports[0]) as sentinel:
+            _, port = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+        return self.by_port(port)
+
+    def role(self, node: RedisServer) -> str:
+        with self.client(node, decode_responses=True, socket_timeout=5) as client:
+            return client.info("replication")["role"]
+
+    def unsettled(self, master: RedisServer) -> str | None:
+        """Why the deployment is not settled around `master`, or None: every Sentinel names it,
+        sees it up, knows the other Sentinels and every live replica as up; it says it is a master
+        and each live replica says its link to it is up."""
+        live = [node for node in self.nodes if node not in self.killed]
+        try:
+            if self.role(master) != "master":
+                return f"{master.port} is not a master yet"
+            for node in live:
+                if node is master:
+                    continue
+                with self.client(node, decode_responses=True, socket_timeout=5) as client:
+                    info = client.info("replication")
+                if info["role"] != "slave" or int(info.get("master_port", 0)) != master.port:
+                    return f"{node.port} does not replicate {master.port} yet"
+                if info.get("master_link_status") != "up":
+                    return f"{node.port}: master_link_status {info.get('master_link_status')}"
+            for port in self.sentinel_ports:
+                with self.sentinel(port) as sentinel:
+                    state = sentinel.sentinel_master(self.name)
+                    named = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+                    replicas = sentinel.sentinel_slaves(self.name)
+                if int(named[1]) != master.port:
+                    return f"Sentinel {port} names {named[1]}, not {master.port}"
+                if not state["is_master"] or state["is_sdown"] or state["is_odown"]:
+                    return f"Sentinel {port} does not see {master.port} up"
+                if state["num-other-sentinels"] != len(self.sentinel_ports) - 1:
+                    return f"Sentinel {port} knows {state['num-other-sentinels']} other Sentinels"
+                up = {r["port"] for r in replicas if not (r["is_sdown"] or r["is_odown"])}
+                if up != {node.port for node in live if node is not master}:
+                    return f"Sentinel {port} sees replicas {sorted(up)}"
+        except redis.RedisError as error:
+            return str(error)
+        return None
+
+    def wait_settled(self, timeout: float, master: RedisServer | None = None) -> RedisServer:
+        deadline = time.monotonic() + timeout
+        while True:
+            current = master or self.master()
+            reason = self.unsettled(current)
+            if reason is None:
+                return current
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Sentinel deployment did not settle within {timeout:g}s: {reason}")
+            time.sleep(0.05)
+
+    # Failovers.
+
+    def failover(self) -> None:
+        """SENTINEL FAILOVER (returns at once; the Sentinels promote a replica within seconds)."""
+        with self.sentinel(self.sentinel_ports[0]) as sentinel:
+            sentinel.execute_command("SENTINEL", "FAILOVER", self.name)
+
+    def kill_master(self) -> RedisServer:
+        """SIGKILL the master; returns it (its process gone)."""
+        master = self.master()
+        if master.process:
+            master.process.kill()
+            master.process.wait(5)
+            master.process = None
+        self.killed.append(master)
+        return master
+
+    def wait_new_master(self, old: RedisServer, timeout: float) -> RedisServer:
+        """Until the Sentinels name another master than `old` and it says it is one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(redis.RedisError, StopIteration):
+                current = self.master()
+                if current is not old and self.role(current) == "master":
+                    return current
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no new master within {timeout:g}s")
+            time.sleep(0.05)
 
 
 class RedisCluster:

@@ -1,3 +1,4 @@
+#!lua
 -- Record an answer; the one that completes the set moves the interview to SUCCESS, once.
 -- KEYS[1] user  KEYS[2] questions  KEYS[3] answers   ARGV[1] question id  ARGV[2] answer
 -- -> 'recorded' | 'completed' | 'not_in_progress' | 'unknown_question' | 'out_of_range'

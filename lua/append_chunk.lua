@@ -1,3 +1,4 @@
+#!lua
 -- Append the chunks of one reply that are ready (one or more) to its log and publish them,
 -- fenced by generation and writer token so a stale or duplicate worker cannot write. The SSE
 -- frames are built here, once, in the format of backend/sse.py (frame(); a unit test parses

@@ -1,3 +1,4 @@
+#!lua
 -- A job failed for good: a dead letter with its fields, error, attempts and time, and the job
 -- gone from its stream with its attempt count, in one step (never lost, never both).
 -- KEYS[1] job stream  KEYS[2] attempts hash  KEYS[3] dead-letter stream

@@ -1,3 +1,4 @@
+#!lua
 -- Bind a provider identity to a user id, once; never overwrites. Two racing first logins
 -- both get the winner's id. Also moves an oidc identity made before issuers were kept: the
 -- user id of the old key (ai:identity:oidc:<sub>) is bound under the new one

@@ -1,3 +1,4 @@
+#!lua
 -- A worker takes a reply generation: it becomes the only writer (its token is the fence).
 -- KEYS[1] chat  KEYS[2] lease   ARGV[1] generation  ARGV[2] worker token  ARGV[3] lease ms
 -- -> 1 claimed, 0 nothing to do (superseded, stopped, deleted),

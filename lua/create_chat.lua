@@ -1,3 +1,4 @@
+#!lua
 -- Create a chat unless the user already holds the most chats allowed.
 -- KEYS[1] chat  KEYS[2] user's chat index   ARGV[1] chat id  ARGV[2] now ms  ARGV[3] chats per user max
 -- -> 1 created, 0 the user is at the cap

@@ -1,3 +1,4 @@
+#!lua
 -- Delete a chat with its history; a reply in flight is ended with an error event first so no
 -- reader hangs (its frame in the format of backend/sse.py). KEYS[1] chat  KEYS[2] messages  KEYS[3] partial  KEYS[4] lease  KEYS[5] chat index
 -- KEYS[6] newest reply log   ARGV[1] chat id  ARGV[2] generation seen  ARGV[3] final data JSON

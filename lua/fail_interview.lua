@@ -1,3 +1,4 @@
+#!lua
 -- Generation failed for good: back to NOT_STARTED, unless a newer description took over.
 -- KEYS[1] user  ARGV[1] interview id  ->  1 changed, 0 stale
 local user = redis.call('HMGET', KEYS[1], 'interviewId', 'status')

@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- allow-oom: ending a reply must work on a full Redis (its readers would wait otherwise), and it
+-- adds only the final frame while it frees the partial text and the lease.
 -- End a reply: append the final event, save the (partial) text to the history, free the chat,
 -- and compact the finished log into one string. Frames are built in the format of backend/sse.py
 -- (frame(); the compacted log: expand_compacted()); a unit test parses what this script builds.

@@ -1,3 +1,4 @@
+#!lua
 -- Take or keep a named lease (e.g. which API pod exports the cluster-wide metrics).
 -- KEYS[1] lease   ARGV[1] holder id  ARGV[2] ttl ms   ->  1 held by ARGV[1], 0 held by another
 local holder = redis.call('GET', KEYS[1])

@@ -1,3 +1,4 @@
+#!lua
 -- Extend the streams of one user that this pod still has open (never re-adds a closed one).
 -- KEYS[1] the user's open streams (see lua/open_stream.lua)
 -- ARGV[1] hold ms  ARGV[2..] stream ids

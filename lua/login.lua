@@ -1,3 +1,4 @@
+#!lua
 -- Create the user on first login (idempotent) and open a session in one step.
 -- KEYS[1] user  KEYS[2] session
 -- ARGV[1] user id  ARGV[2] username  ARGV[3] createdAt ms  ARGV[4] session ttl s  ARGV[5] provider

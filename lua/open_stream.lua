@@ -1,3 +1,4 @@
+#!lua
 -- Open one SSE stream of a user, unless the user already holds the most streams allowed on all
 -- pods together. A stream's entry lasts until its expiry unless the pod holding it extends it
 -- (lua/hold_streams.lua): the streams of a dead pod drop out here once they expire.

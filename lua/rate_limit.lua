@@ -1,3 +1,4 @@
+#!lua
 -- GCRA: at most ARGV[2] requests in a burst, refilling one every ARGV[1] ms.
 -- KEYS[1] limiter  ->  0 when allowed, else milliseconds until the next one is.
 local now_parts = redis.call('TIME')

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- The workers' capacity as their live reports (report_capacity.lua) add up.
 -- KEYS[1] reports  KEYS[2] expiries
 -- -> {slots, ms until the first running job should end (-1: none can tell),

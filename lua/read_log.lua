@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- A page of a reply's log, whichever form it has: the live Stream (append_chunk.lua) or the
 -- string a finished reply's log is compacted into (finish_reply.lua; backend/sse.py reads it).
 -- KEYS[1] log

@@ -1,3 +1,4 @@
+#!lua
 -- A failed generation is retried (the admin CLI): the interview waits for questions again,
 -- only if it is still the user's current one and still failed.
 -- KEYS[1] user  ARGV[1] interview id  ->  1 reopened, 0 not (superseded or not failed)

@@ -1,3 +1,4 @@
+#!lua
 -- A worker's capacity, for the API's load shedding; reports of workers that stopped reporting expire.
 -- KEYS[1] reports (hash: consumer -> "slots free_at_ms job_ms")  KEYS[2] expiries (zset: consumer -> ms)
 -- ARGV[1] consumer  ARGV[2] slots (0 withdraws the report: a worker shutting down)

@@ -1,3 +1,4 @@
+#!lua
 -- Hand a job back to the queue (worker shutting down): a fresh entry any worker can read, the
 -- old one acknowledged and deleted, and its attempt count moved to the new entry, in one step so
 -- the job is neither lost, doubled, nor given fresh attempts.

@@ -1,3 +1,4 @@
+#!lua
 -- Put a dead letter back in its job stream with fresh attempts (the admin CLI's retry).
 -- KEYS[1] dead-letter stream  KEYS[2] job stream   ARGV[1] dead letter id
 -- ARGV[2..] the job's field, value, ...   -> the new job's entry id, or false when the letter is gone

@@ -1,3 +1,4 @@
+#!lua
 -- A new skill description starts a new interview: earlier questions and answers go, and the
 -- interview id moves on so any generation job still running for the old one is fenced out.
 -- KEYS[1] user  KEYS[2] questions  KEYS[3] answers   ARGV[1] description  ->  new interview id

@@ -1,3 +1,4 @@
+#!lua
 -- Store the user's prompt and open a new reply generation: one reply in flight per chat.
 -- KEYS[1] chat  KEYS[2] messages  KEYS[3] chat index
 -- ARGV[1] chat id  ARGV[2] message JSON  ARGV[3] title  ARGV[4] now ms  ARGV[5] messages kept (the newest)

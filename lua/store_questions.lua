@@ -1,3 +1,4 @@
+#!lua
 -- Store a generated question set and open the interview, only if the job still belongs to
 -- the user's current interview (a newer description wins; a stale result is dropped).
 -- KEYS[1] user  KEYS[2] questions  KEYS[3] answers

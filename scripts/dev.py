@@ -1,8 +1,9 @@
 """`make run`: the whole system on one machine with no configuration.
 
 Uses REDIS_URL when set, else the Redis on 127.0.0.1:6379 when one answers, else starts a
-private redis-server on a free port. Then runs the API and one worker (restarted if they
-crash), prints how to log in, and stops everything it started on Ctrl-C.
+private redis-server on a free port that keeps its data (AOF) in .redis-data/ of the checkout
+(git-ignored), so users and chats survive a restart. Then runs the API and one worker (restarted
+if they crash), prints how to log in, and stops everything it started on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,9 +31,30 @@ def answers(host: str, port: int) -> bool:
         return False
 
 
-def start_private_redis() -> RedisServer:
+DATA_DIR = ROOT / ".redis-data"
+# Every write is in the AOF within a second (appendfsync everysec), and the file is rewritten
+# (compacted) as it grows; noeviction: a full Redis refuses writes rather than drop users' data.
+PERSISTENCE = ("--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction")
+
+
+def pid_alive(pid_file: Path) -> bool:
     try:
-        return RedisServer().start()  # a free port, a temporary directory, no persistence
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except PermissionError:
+        return True  # someone else's process
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def start_private_redis() -> RedisServer:
+    pid_file = DATA_DIR / "redis.pid"
+    if pid_alive(pid_file):  # two servers on one AOF would corrupt it
+        sys.exit(
+            f"make run: another private redis-server uses {DATA_DIR} (pid in {pid_file}); stop that make run first."
+        )
+    try:
+        return RedisServer(None, *PERSISTENCE, "--pidfile", str(pid_file), data_dir=DATA_DIR).start()
     except RuntimeError as error:
         sys.exit(
             f"make run: no Redis answers on 127.0.0.1:6379, and a private one did not start ({error}).\n"
@@ -59,7 +81,7 @@ def main() -> None:
         else:
             private_redis = start_private_redis()
             redis_url = private_redis.url
-            print(f"started a private redis-server at {redis_url}")
+            print(f"started a private redis-server at {redis_url} (data kept in {DATA_DIR})")
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
     env.setdefault("FAKE_LLM_TOKEN_DELAY_MS", "80")
     commands = {"api": [sys.executable, "-m", "backend"], "worker": [sys.executable, "-m", "workers"]}

@@ -29,7 +29,7 @@ from sanic.response import BaseHTTPResponse, HTTPResponse, raw
 from backend.admission import QueueWatch
 from backend.apidoc import Other, operation
 from backend.context import ApiRequest
-from backend.store import StoreUnavailable
+from backend.store import Memory, StoreUnavailable
 
 REQUESTS = Counter("ai_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"])
 LATENCY = Histogram(
@@ -139,6 +139,22 @@ def exposition(families: list[Metric]) -> bytes:
     return generate_latest(scrape)
 
 
+def memory_families(servers: list[Memory]) -> list[Metric]:
+    """Redis memory against its limit: writes are refused (503) once used reaches max."""
+    labels = ["node"] if any(server.node for server in servers) else []
+    used = GaugeMetricFamily(
+        "ai_redis_memory_used_bytes", "Memory Redis uses (INFO used_memory), per Cluster master", labels=labels
+    )
+    limit = GaugeMetricFamily(
+        "ai_redis_memory_max_bytes", "Redis maxmemory (0: no limit), per Cluster master", labels=labels
+    )
+    for server in servers:
+        values = [server.node] if labels else []
+        used.add_metric(values, server.used)
+        limit.add_metric(values, server.limit)
+    return [used, limit]
+
+
 @bp.get("/metrics")
 @operation(
     "getMetrics",
@@ -152,6 +168,11 @@ async def metrics(request: ApiRequest) -> HTTPResponse:
     body = generate_latest(registry())
     watch: QueueWatch = request.app.ctx.queue_watch
     body += exposition(shedding_families(watch))
+    # Every pod, not only the leader: its lease is a write, which a full Redis refuses.
+    try:
+        body += exposition(memory_families(await request.app.ctx.store.memory()))
+    except StoreUnavailable:
+        body += b"# Redis memory unavailable: Redis did not answer\n"
     if not watch.leader:
         body += b"# cluster-wide job series are exported by one API pod (the metrics-leader lease)\n"
         return raw(body, content_type=CONTENT_TYPE_LATEST)

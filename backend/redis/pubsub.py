@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from backend.backoff import Backoff
 from backend.redis.cluster import Topology
 from backend.redis.errors import REDIS_FAILURES, StoreUnavailable
-from backend.redis.wire import PubSubProtocol, Reconnector, ServerAddress, open_connection
+from backend.redis.wire import Locator, PubSubProtocol, Reconnector, ServerAddress, open_connection
 
 log = logging.getLogger("backend.redis.pubsub")
 
@@ -45,16 +45,24 @@ Orphans = Callable[[dict[bytes, set[Listener]]], None]
 class Hub:
     """The pub/sub connection to one Redis server.
 
-    On a single Redis it reconnects by itself forever. On a Cluster node (`on_orphans` given) a
+    On a single Redis it reconnects by itself forever; behind Sentinel (`locator` given) each
+    connection goes to the master the Sentinels name then. On a Cluster node (`on_orphans` given) a
     lost connection, a refused subscription (MOVED) or a subscription the server dropped
     (`sunsubscribe` after a slot migration) hands the channels back to the ClusterHub, which
     routes them by the current topology.
     """
 
     def __init__(
-        self, address: ServerAddress, timeout: float, *, sharded: bool = False, on_orphans: Orphans | None = None
+        self,
+        address: ServerAddress,
+        timeout: float,
+        *,
+        sharded: bool = False,
+        on_orphans: Orphans | None = None,
+        locator: Locator | None = None,
     ) -> None:
         self.address = address
+        self.locator = locator
         self.timeout = timeout
         self.sharded = sharded
         self.on_orphans = on_orphans
@@ -110,6 +118,11 @@ class Hub:
             if self._connection is not None:
                 self._command(b"UNSUBSCRIBE", channel)
 
+    def drop(self) -> None:
+        """Close the connection now (the master moved): the hub reconnects, every listener refills."""
+        if self._connection is not None:
+            self._connection.fail(ConnectionError("the master moved (Sentinel failover)"))
+
     def _command(self, command: bytes, *channels: bytes) -> None:
         assert self._connection is not None
         if self.sharded:  # one SSUBSCRIBE may only name channels of one slot
@@ -156,13 +169,18 @@ class Hub:
             connection = None
             try:
                 loop = asyncio.get_running_loop()
+                address = self.address
+                if self.locator is not None:
+                    async with asyncio.timeout(self.timeout):
+                        address = await self.locator.locate()
                 connection = await open_connection(
-                    self.address,
+                    address,
                     lambda: PubSubProtocol(
                         self._on_message, self._on_subscribed, self._on_unsubscribed, self._on_refused
                     ),
                     self.timeout,
                     select_db=False,
+                    master=self.locator is not None,
                 )
                 connection.command(b"SUBSCRIBE", self._home)
                 await connection.ping(self.timeout)  # set-up and home subscription answered

@@ -32,6 +32,7 @@ from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import (
     AuthenticationError,
     MasterDownError,
+    NoPermissionError,
     NoScriptError,
     ReadOnlyError,
     RedisError,
@@ -212,15 +213,28 @@ class RespProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-P = TypeVar("P", bound=RespProtocol)  # the protocol class a connection is opened with
+class Locator(Protocol):
+    """Where the master is now (behind Sentinel: backend/redis/sentinel.py), asked on every (re)connect."""
+
+    async def locate(self) -> ServerAddress: ...
+
+
+Resp = TypeVar("Resp", bound=RespProtocol)
 
 
 async def open_connection(
-    address: ServerAddress, protocol_factory: Callable[[], P], within: float, *, select_db: bool = True
-) -> P:
-    """A connected protocol, after TLS, AUTH and SELECT succeeded; closed again when any fails."""
+    address: ServerAddress,
+    protocol_factory: Callable[[], Resp],
+    within: float,
+    *,
+    select_db: bool = True,
+    master: bool = False,
+) -> Resp:
+    """A connected protocol, after TLS, AUTH and SELECT succeeded; closed again when any fails.
+    `master`: the server must also say it is a master (ROLE), as Sentinel's clients check: a
+    Sentinel may still name the old master while a failover is under way."""
     loop = asyncio.get_running_loop()
-    protocol: P | None = None
+    protocol: Resp | None = None
     try:
         async with asyncio.timeout(within):
             if address.path:
@@ -241,6 +255,8 @@ async def open_connection(
                 setup.append(protocol.send(pack_command("SELECT", address.db)))
             for reply in setup:
                 await reply
+            if master:
+                await _check_master(protocol, address)
     except BaseException as error:
         if protocol is not None:
             protocol.fail(RedisConnectionError("Redis connection set-up failed"))
@@ -250,6 +266,16 @@ async def open_connection(
             raise RedisConnectionError(f"Cannot reach Redis: {error}") from error
         raise
     return protocol
+
+
+async def _check_master(protocol: RespProtocol, address: ServerAddress) -> None:
+    try:
+        role = await protocol.send(pack_command("ROLE"))
+    except NoPermissionError:
+        return  # an ACL user without ROLE (@admin): READONLY on the first write finds out instead
+    if not role or role[0] != b"master":
+        kind = role[0].decode() if role else "unknown"
+        raise RedisConnectionError(f"{address.host}:{address.port} is a {kind}, not the master")
 
 
 class Reconnector:
@@ -277,9 +303,10 @@ class MultiplexedConnection:
     the timeout (a stalled Redis), so every caller fails within the bound and the next call
     reconnects."""
 
-    def __init__(self, address: ServerAddress, timeout: float) -> None:
+    def __init__(self, address: ServerAddress, timeout: float, locator: Locator | None = None) -> None:
         self.address = address
         self.timeout = timeout
+        self.locator = locator
         self._protocol: RespProtocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._reconnect = Reconnector(cap=0.5)  # a Redis that is back is used again within half a second
@@ -297,7 +324,7 @@ class MultiplexedConnection:
             if self._reconnect.wait_time():
                 raise RedisConnectionError("Redis is unreachable; retrying shortly")
             try:
-                protocol = await open_connection(self.address, RespProtocol, self.timeout)
+                protocol = await self._open()
             except RedisError:
                 self._reconnect.failed()
                 raise
@@ -309,6 +336,24 @@ class MultiplexedConnection:
             if self._watchdog is None or self._watchdog.done():
                 self._watchdog = asyncio.get_running_loop().create_task(self._watch(), name="redis-watchdog")
             return protocol
+
+    async def _open(self) -> RespProtocol:
+        if self.locator is None:
+            return await open_connection(self.address, RespProtocol, self.timeout)
+        # Behind Sentinel: find the master, then connect, both within the one timeout.
+        started = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(self.timeout):
+                address = await self.locator.locate()
+        except TimeoutError:
+            raise RedisTimeoutError(f"no Sentinel answered within {self.timeout} s") from None
+        left = max(0.05, self.timeout - (asyncio.get_running_loop().time() - started))
+        return await open_connection(address, RespProtocol, left, master=True)
+
+    def drop(self) -> None:
+        """Close the connection now (the master moved); the next call connects again."""
+        if self._protocol is not None:
+            self._protocol.fail(RedisConnectionError("the master moved (Sentinel failover)"))
 
     async def _watch(self) -> None:
         while True:

@@ -6,10 +6,11 @@ modules, never from `backend.redis` (an import-linter contract holds it): what i
 of the client is re-exported below.
 """
 
+from backend.redis.clients import Memory
 from backend.redis.errors import StoreUnavailable, retried
 from backend.redis.pubsub import ClusterHub, Hub
 
 RelayHub = Hub | ClusterHub
 """The pub/sub hub an API process relays replies through (one Redis, or a Cluster)."""
 
-__all__ = ["RelayHub", "StoreUnavailable", "retried"]
+__all__ = ["Memory", "RelayHub", "StoreUnavailable", "retried"]

@@ -90,14 +90,10 @@ class Chats:
             )
         else:
             score, member = before[0], str(before[1])
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zrange(index, score, score, byscore=True, withscores=True)  # the tie, at most max_chats
-                pipe.zrange(
-                    index, f"({score}", "-inf", desc=True, byscore=True, withscores=True, offset=0, num=limit + 1
-                )
-                tie, older = await pipe.execute()
-            rows = sorted(((m, s) for m, s in tie if m.encode() < member.encode()), reverse=True) + older
-        fields: list[list[str | None]]
+            # The tie (at most max_chats) and the chats below it, at one instant.
+            tie, older = await self.scripts.read_chat_page(keys=[index], args=[score, limit + 1])
+            rows = sorted(((m, s) for m, s in pairs(tie) if m.encode() < member.encode()), reverse=True)
+            rows += pairs(older)
         page, more = rows[:limit], len(rows) > limit
         if not page:
             return [], None
@@ -116,10 +112,9 @@ class Chats:
     async def get(self, user_id: int, chat_id: int) -> dict[str, Any] | None:
         """The chat, its messages, and its newest reply: `status` (queued, streaming, idle) and the
         id of its last event so far (left out when it has none), so a reloaded client can resume."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(keys.chat(user_id, chat_id), "createdAt", "replyGen", "replyStatus", "replySeq")
-            pipe.lrange(keys.messages(user_id, chat_id), -self.max_messages, -1)
-            (created, gen, status, seq), raw_messages = await pipe.execute()
+        created, gen, status, seq, raw_messages = await self.scripts.read_chat(
+            keys=[keys.chat(user_id, chat_id), keys.messages(user_id, chat_id)], args=[self.max_messages]
+        )
         if created is None:
             return None
         reply: dict[str, str] = {"status": ReplyStatus(status or ReplyStatus.IDLE).value}
@@ -183,3 +178,8 @@ class Chats:
                 return await self.start_reply(user_id, chat_id, prompt, reap=False)
             raise ReplyInFlight
         return gen
+
+
+def pairs(flat: list[str]) -> list[tuple[str, float]]:
+    """ZRANGE ... WITHSCORES from a script (member, score, ...) as redis-py gives it: (member, score)."""
+    return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]

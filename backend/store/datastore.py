@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from backend.redis.clients import AnyRedis, connect, is_cluster
+from backend.redis.clients import AnyRedis, Memory, connect, is_cluster, memory
 from backend.redis.cluster import ClusterConnections, Topology
 from backend.redis.errors import REDIS_FAILURES, translate_errors
 from backend.redis.pubsub import ClusterHub, Hub
 from backend.redis.scripts import Scripts
+from backend.redis.sentinel import Sentinels
 from backend.redis.wire import CommandPath, MultiplexedConnection, ServerAddress
 from backend.store.chats import Chats
 from backend.store.control import Control
@@ -38,6 +39,19 @@ class Store:
         self.address = ServerAddress.from_url(settings.REDIS_URL)
         self.timeout = settings.REDIS_TIMEOUT_SECONDS
         self.cluster = settings.REDIS_CLUSTER
+        # Behind Sentinel every connection below finds the master through the Sentinels and
+        # follows a failover (backend/redis/sentinel.py).
+        self.sentinels = (
+            Sentinels(
+                settings.sentinels,
+                settings.REDIS_SENTINEL_MASTER,
+                settings.REDIS_URL,
+                settings.REDIS_SENTINEL_PASSWORD,
+                self.timeout,
+            )
+            if settings.REDIS_SENTINELS
+            else None
+        )
         self._clients: list[AnyRedis] = []
         self.redis = self._client()
         # The hot calls (every script: session checks, chunk appends, each state change; and a
@@ -96,10 +110,13 @@ class Store:
         """Multiplexed connections: one to a single Redis, or one per master of a Cluster."""
         if self.topology is not None:
             return ClusterConnections(self.topology, self.address, self.timeout)
-        return MultiplexedConnection(self.address, self.timeout)
+        connection = MultiplexedConnection(self.address, self.timeout, self.sentinels)
+        if self.sentinels is not None:
+            self.sentinels.follow(connection.drop)
+        return connection
 
     def _client(self, *, decode: bool = True, read_timeout: float | None = None) -> AnyRedis:
-        client = connect(self.settings, decode=decode, read_timeout=read_timeout)
+        client = connect(self.settings, decode=decode, read_timeout=read_timeout, sentinels=self.sentinels)
         self._clients.append(client)
         return client
 
@@ -107,7 +124,10 @@ class Store:
         """The pub/sub hub of an API process (started by the caller)."""
         if self.topology is not None:
             return ClusterHub(self.topology, self.address, self.timeout)
-        return Hub(self.address, self.timeout)
+        hub = Hub(self.address, self.timeout, locator=self.sentinels)
+        if self.sentinels is not None:
+            self.sentinels.follow(hub.drop)
+        return hub
 
     async def ping(self) -> bool:
         """Does Redis answer within the timeout?"""
@@ -117,10 +137,16 @@ class Store:
         except (*REDIS_FAILURES, TimeoutError):
             return False
 
+    async def memory(self) -> list[Memory]:
+        """Redis memory against maxmemory (every master of a Cluster)."""
+        return await memory(self.redis)
+
     async def close(self) -> None:
         """Close every connection; bounded, so a shutdown never hangs on a pool."""
         await self.command_path.close()
         await self.heartbeat_path.close()
+        if self.sentinels is not None:
+            await self.sentinels.close()
         for client in self._clients:
             with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
                 async with asyncio.timeout(1.0):  # redis-py's pool can wait on a connection a cancelled task held

@@ -73,12 +73,13 @@ class Interview:
         )
 
     async def snapshot(self, user_id: int) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-        """User hash, questions hash and answers hash, read in one transaction."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(keys.user(user_id))
-            pipe.hgetall(keys.questions(user_id))
-            pipe.hgetall(keys.answers(user_id))
-            user, questions, answers = await pipe.execute()
+        """User hash, questions hash and answers hash, read at one instant (lua/read_interview.lua)."""
+        user, questions, answers = (
+            dict(zip(flat[::2], flat[1::2], strict=True))
+            for flat in await self.scripts.read_interview(
+                keys=[keys.user(user_id), keys.questions(user_id), keys.answers(user_id)]
+            )
+        )
         return user, questions, answers
 
 
