@@ -40,6 +40,10 @@ class Conflict(ApiError):
     status_code = 409
 
 
+class Gone(ApiError):
+    status_code = 410
+
+
 class TooManyRequests(ApiError):
     status_code = 429
 

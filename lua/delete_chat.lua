@@ -1,9 +1,11 @@
 -- Delete a chat with its history; a reply in flight is ended with an error event first so no
--- reader hangs. KEYS[1] chat  KEYS[2] messages  KEYS[3] partial  KEYS[4] lease  KEYS[5] chat index
--- KEYS[6] newest reply log   ARGV[1] chat id  ARGV[2] generation seen  ARGV[3] final data JSON
+-- reader hangs. The chat's bytes are released from the user's storage.
+-- KEYS[1] chat  KEYS[2] messages  KEYS[3] partial  KEYS[4] lease  KEYS[5] chat index
+-- KEYS[6] newest reply log  KEYS[7] user
+-- ARGV[1] chat id  ARGV[2] generation seen  ARGV[3] final data JSON
 -- ARGV[4] channel  ARGV[5] PUBLISH or SPUBLISH  ARGV[6] log ttl s
 -- -> 1 deleted, 0 no such chat, -1 the generation moved on meanwhile (call again)
-local reply = redis.call('HMGET', KEYS[1], 'replyGen', 'replyStatus', 'replySeq')
+local reply = redis.call('HMGET', KEYS[1], 'replyGen', 'replyStatus', 'replySeq', 'bytes')
 if not reply[1] then return 0 end
 if reply[1] ~= ARGV[2] then return -1 end
 if reply[2] == 'queued' or reply[2] == 'streaming' then
@@ -12,6 +14,10 @@ if reply[2] == 'queued' or reply[2] == 'streaming' then
   redis.call('XADD', KEYS[6], '0-' .. seq, 'f', frame)
   redis.call('EXPIRE', KEYS[6], ARGV[6])
   redis.call(ARGV[5], ARGV[4], frame)
+end
+local stored = redis.call('HGET', KEYS[7], 'storedBytes')
+if stored then
+  redis.call('HSET', KEYS[7], 'storedBytes', math.max(0, tonumber(stored) - tonumber(reply[4] or '0')))
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('ZREM', KEYS[5], ARGV[1])

@@ -16,6 +16,7 @@ import secrets
 
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import translate_errors
+from backend.redis.scripts import Scripts
 from backend.store import keys
 from backend.store.sessions import parse_token
 
@@ -35,8 +36,9 @@ def parse_ticket(ticket: str) -> tuple[int, str] | None:
 
 @translate_errors
 class StreamTickets:
-    def __init__(self, redis: AnyRedis, ttl: int = TICKET_TTL_SECONDS) -> None:
+    def __init__(self, redis: AnyRedis, scripts: Scripts, ttl: int = TICKET_TTL_SECONDS) -> None:
         self.redis = redis
+        self.scripts = scripts
         self.ttl = ttl
 
     async def issue(self, user_id: int, chat_id: int, token: str) -> str:
@@ -47,7 +49,10 @@ class StreamTickets:
         ticket = f"st.{user_id}.{secrets.token_urlsafe(32)}"
         _, key = parse_ticket(ticket)  # type: ignore[misc]
         session_digest = hashlib.sha256(token.encode()).hexdigest()  # as keys.session() of the token has it
-        await self.redis.set(key, f"{chat_id}:{session_digest}", ex=self.ttl)
+        await self.scripts.issue_ticket(
+            keys=[key, keys.stream_tickets(user_id)],
+            args=[key.rpartition(":")[2], f"{chat_id}:{session_digest}", self.ttl * 1000],
+        )
         return ticket
 
     async def redeem(self, ticket: str, chat_id: int) -> int | None:
