@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     CHATS_PER_USER_MAX: int = Field(1000, ge=1, le=1_000_000)
     CHAT_HISTORY_MAX_MESSAGES: int = Field(200, ge=2, le=100_000)  # at least one prompt and its reply
     STREAMS_PER_USER_MAX: int = Field(10, ge=1, le=100_000)
-    USER_STORAGE_MAX_BYTES: int = Field(20_000_000, ge=1)  # UTF-8 bytes of prompts and replies kept
+    USER_STORAGE_MAX_BYTES: int = Field(20_000_000, ge=1)  # bytes of the prompts and replies kept (as stored)
     SESSIONS_PER_USER_MAX: int = Field(20, ge=1, le=1000)  # a new login drops the oldest
     CHAT_RETENTION_DAYS: int = Field(0, ge=0, le=100_000)  # chats nobody wrote to for this long go; 0: kept
     # Pending logins (auth-code states not yet used) of the whole service; past it, 503.

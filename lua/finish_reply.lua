@@ -1,7 +1,7 @@
 -- End a reply: append the final event, save the (partial) text to the history, free the chat.
--- The saved text's UTF-8 bytes count against the user's storage (and the chat's bytes), the
--- messages the history cap drops are released, and the previous reply's log goes (only the
--- newest reply is ever resumed).
+-- The saved message's bytes (as start_reply.lua counts them) count against the user's storage
+-- (and the chat's bytes), the messages the history cap drops are released, and the previous
+-- reply's log goes (only the newest reply is ever resumed).
 -- KEYS[1] chat  KEYS[2] log  KEYS[3] partial text  KEYS[4] lease  KEYS[5] messages  KEYS[6] chat index
 -- KEYS[7] user  KEYS[8] the previous reply's log
 -- ARGV[1] generation  ARGV[2] worker token  ARGV[3] mode  ARGV[4] data JSON  ARGV[5] now ms
@@ -36,16 +36,17 @@ if text ~= '' or mode == 'done' then
   local excess = redis.call('LLEN', KEYS[5]) + 1 - keep
   if excess > 0 then
     for _, message in ipairs(redis.call('LRANGE', KEYS[5], 0, excess - 1)) do
-      dropped = dropped + #cjson.decode(message).content
+      dropped = dropped + #message
     end
   end
-  redis.call('RPUSH', KEYS[5], cjson.encode({role = 'assistant', content = text, createdAt = tonumber(ARGV[5])}))
+  local message = cjson.encode({role = 'assistant', content = text, createdAt = tonumber(ARGV[5])})
+  redis.call('RPUSH', KEYS[5], message)
   redis.call('LTRIM', KEYS[5], -keep, -1)
   local chat_bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
-  redis.call('HSET', KEYS[1], 'bytes', math.max(0, chat_bytes - dropped + #text))
+  redis.call('HSET', KEYS[1], 'bytes', math.max(0, chat_bytes - dropped + #message))
   if redis.call('EXISTS', KEYS[7]) == 1 then  -- never recreated for a user being deleted
     local stored = tonumber(redis.call('HGET', KEYS[7], 'storedBytes') or '0')
-    redis.call('HSET', KEYS[7], 'storedBytes', math.max(0, stored - dropped + #text))
+    redis.call('HSET', KEYS[7], 'storedBytes', math.max(0, stored - dropped + #message))
   end
 end
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[8])

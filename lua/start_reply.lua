@@ -1,19 +1,19 @@
 -- Store the user's prompt and open a new reply generation: one reply in flight per chat. The
--- prompt's UTF-8 bytes count against the user's storage (the user hash's storedBytes, and the
--- chat's bytes, released when the chat goes); the oldest messages the history cap drops are
--- released in the same step.
+-- prompt's bytes as stored (its message JSON: the UTF-8 text, escaped, with role and time) count
+-- against the user's storage (the user hash's storedBytes, and the chat's bytes, released when
+-- the chat goes); the oldest messages the history cap drops are released in the same step.
 -- KEYS[1] chat  KEYS[2] messages  KEYS[3] chat index  KEYS[4] user
 -- ARGV[1] chat id  ARGV[2] message JSON  ARGV[3] title  ARGV[4] now ms  ARGV[5] messages kept (the newest)
--- ARGV[6] storage max bytes (per user)  ARGV[7] the prompt's UTF-8 bytes
+-- ARGV[6] storage max bytes (per user)
 -- -> new generation, -1 no such chat (or user), -2 a reply is already in flight, -3 over the storage max
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
 if redis.call('HGET', KEYS[1], 'replyStatus') ~= 'idle' then return -2 end
-local size = tonumber(ARGV[7])
+local size = #ARGV[2]
 local dropped = 0
 local excess = redis.call('LLEN', KEYS[2]) + 1 - tonumber(ARGV[5])
 if excess > 0 then
   for _, message in ipairs(redis.call('LRANGE', KEYS[2], 0, excess - 1)) do
-    dropped = dropped + #cjson.decode(message).content
+    dropped = dropped + #message
   end
 end
 local stored = tonumber(redis.call('HGET', KEYS[4], 'storedBytes') or '0')

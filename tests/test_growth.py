@@ -168,12 +168,7 @@ async def test_a_realistic_session_leaves_only_capped_or_expiring_keys(processes
         for user_id in users:
             assert store.zcard(keys.sessions(user_id)) <= Settings().SESSIONS_PER_USER_MAX
             chats = store.zrange(keys.chats(user_id), 0, -1)
-            stored = sum(
-                len(orjson.loads(m)["content"].encode())
-                for c in chats
-                for m in store.lrange(keys.messages(user_id, c), 0, -1)
-            )
-            assert int(store.hget(keys.user(user_id), "storedBytes")) == stored > 0
+            assert int(store.hget(keys.user(user_id), "storedBytes")) == history_bytes(store, user_id) > 0
             for c in chats:
                 assert len(store.keys(keys.reply_log(user_id, c, "*"))) <= 2
                 assert store.pttl(keys.reply_log(user_id, c, store.hget(keys.chat(user_id, c), "replyGen"))) <= 3600_000
@@ -189,12 +184,11 @@ def stored_bytes(store: sync_redis.Redis, user_id: int) -> int:
     return int(store.hget(keys.user(user_id), "storedBytes") or 0)
 
 
-def history_bytes(store: sync_redis.Redis, user_id: int) -> int:
+def history_bytes(store: sync_redis.Redis, user_id: int | str) -> int:
+    """The bytes of every message the user keeps, as stored (UTF-8 JSON: the text, role and time)."""
     total = 0
     for chat_id in store.zrange(keys.chats(user_id), 0, -1):
-        total += sum(
-            len(orjson.loads(m)["content"].encode()) for m in store.lrange(keys.messages(user_id, chat_id), 0, -1)
-        )
+        total += sum(len(m.encode()) for m in store.lrange(keys.messages(user_id, chat_id), 0, -1))
     return total
 
 
@@ -208,11 +202,13 @@ async def test_storage_is_counted_in_utf8_bytes_and_refused_past_the_cap(process
         user_id = (await http.get("/user/info", headers=user)).json()["userId"]
         chats = [await new_chat(http, user) for _ in range(2)]
         prompt = "日本語のテキスト" * 20  # 160 characters, 480 UTF-8 bytes
+        size = len(orjson.dumps({"role": "user", "content": prompt, "createdAt": int(time.time() * 1000)}))
+        assert 480 < size < 560
         accepted = refused = 0
         for turn in range(8):
             before = stored_bytes(store, user_id)
             response = await http.post(f"/assistant/chat/{chats[turn % 2]}/", headers=user, json={"prompt": prompt})
-            if before + 480 > 2000:  # refused exactly when it would not fit
+            if before + size > 2000:  # refused exactly when it would not fit
                 assert response.status_code == 409, response.text
                 message = response.json()["message"].lower()
                 assert "delete" in message and "chat" in message
@@ -223,7 +219,7 @@ async def test_storage_is_counted_in_utf8_bytes_and_refused_past_the_cap(process
             assert stored_bytes(store, user_id) == history_bytes(store, user_id)
         assert accepted >= 2 and refused >= 1
         before = stored_bytes(store, user_id)
-        assert before == history_bytes(store, user_id) and before + 480 > 2000
+        assert before == history_bytes(store, user_id) and before + size > 2000
         assert (await http.delete(f"/assistant/chat/{chats[0]}", headers=user)).status_code == 200
         assert stored_bytes(store, user_id) == history_bytes(store, user_id) < before
         assert (

@@ -60,7 +60,7 @@ async def full_session(http: httpx.AsyncClient, username: str) -> tuple[dict[str
 
 
 async def test_export_holds_the_user_the_interview_and_every_chat(
-    client: httpx.AsyncClient, user: dict[str, str]
+    client: httpx.AsyncClient, user: dict[str, str], redis_client: sync_redis.Redis
 ) -> None:
     info = (await client.get("/user/info", headers=user)).json()
     await describe(client, user, "Rust and Postgres")
@@ -88,8 +88,12 @@ async def test_export_holds_the_user_the_interview_and_every_chat(
     for chat in document["chats"]:
         shown = (await client.get(f"/assistant/chat/{chat['chatId']}", headers=user)).json()
         assert chat["messages"] == shown["messages"] and chat["createdAt"] == shown["createdAt"]
-    stored = sum(len(m["content"].encode()) for c in document["chats"] for m in c["messages"])
-    assert document["user"]["storedBytes"] == stored
+    stored = sum(len(m.encode()) for c in chats for m in redis_client.lrange(keys.messages(info["userId"], c), 0, -1))
+    assert (
+        document["user"]["storedBytes"]
+        == stored
+        > sum(len(m["content"]) for c in document["chats"] for m in c["messages"])
+    )
     assert len(document["sessions"]) == 1 and document["sessions"][0]["expiresAt"] > info["createdAt"]
     assert orjson.dumps(document)  # one JSON document
     # Exports are few: each reads all of a user's data.

@@ -35,7 +35,10 @@ class ExportedUser(Answer):
     createdAt: Millis = Field(description="When the user first logged in, Unix time in milliseconds.")
     provider: str = Field(description="The login provider (`dev`, `github` or `oidc`).")
     identity: str | None = Field(None, description="The provider identity: provider, issuer (oidc) and subject.")
-    storedBytes: Count = Field(description="UTF-8 bytes of prompts and replies kept (`USER_STORAGE_MAX_BYTES`).")
+    storedBytes: Count = Field(
+        description="Bytes of the prompts and replies kept, as stored (UTF-8 JSON of each message: its text, "
+        "role and time), counted against `USER_STORAGE_MAX_BYTES`."
+    )
 
 
 class ExportedInterview(Answer):

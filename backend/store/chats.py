@@ -203,7 +203,7 @@ class Chats:
                     keys.chats(user_id),
                     keys.user(user_id),
                 ],
-                args=[chat_id, message, title, now, self.max_messages, self.max_bytes, len(prompt.encode())],
+                args=[chat_id, message, title, now, self.max_messages, self.max_bytes],
             )
         )
         if gen == StartReply.NO_CHAT:
