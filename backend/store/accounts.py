@@ -21,7 +21,7 @@ from backend.store.chats import Chats
 from backend.store.control import Control
 from backend.store.interview import question_views
 from backend.store.replies import Replies, ReplyStatus
-from backend.store.users import RETRIES, IndexMoved
+from backend.store.users import RETRIES, IndexMoved, members
 
 PAGE = 100  # chats read (or deleted) per pipeline
 
@@ -103,13 +103,13 @@ class Accounts:
         5. the indexes, the stream tickets and the user's rate-limit buckets.
         """
         user = await self.redis.hgetall(keys.user(user_id))
-        chat_ids = set(await self.redis.zrange(keys.chats(user_id), 0, -1))
+        chat_ids = set(await members(self.redis, keys.chats(user_id)))
         await self._stop_replies(user_id, sorted(chat_ids))
         for field in ("identity", "legacyIdentity"):
             if user.get(field):
                 await self.scripts.release_identity(keys=[user[field]], args=[user_id])
         await self._close(user_id)
-        chat_ids |= set(await self.redis.zrange(keys.chats(user_id), 0, -1))  # made before the close
+        chat_ids |= set(await members(self.redis, keys.chats(user_id)))  # made before the close
         for chat_id in sorted(chat_ids, key=int):
             gen, _, _ = await self.replies.state(user_id, int(chat_id))
             await self.chats.delete(user_id, int(chat_id))
@@ -117,8 +117,7 @@ class Accounts:
                 await self.redis.delete(
                     keys.reply_log(user_id, chat_id, gen), keys.reply_log(user_id, chat_id, gen - 1)
                 )
-        tickets = await self.redis.zrange(keys.stream_tickets(user_id), 0, -1)
-        for digest in tickets:
+        for digest in await members(self.redis, keys.stream_tickets(user_id)):
             await self.redis.delete(keys.stream_ticket(user_id, digest))
         await self.redis.delete(keys.stream_tickets(user_id), keys.chats(user_id), keys.open_streams(user_id))
         for name in keys.USER_RATE_LIMITS:
@@ -138,7 +137,7 @@ class Accounts:
     async def _close(self, user_id: int) -> None:
         index = keys.sessions(user_id)
         for _ in range(RETRIES):
-            digests = await self.redis.zrange(index, 0, -1)
+            digests = await members(self.redis, index)
             closed = await self.scripts.close_account(
                 keys=[
                     keys.user(user_id),

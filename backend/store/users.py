@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import StoreError, translate_errors
@@ -19,6 +20,11 @@ class IndexMoved(StoreError):
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+async def members(redis: AnyRedis, key: str) -> list[str]:
+    """Every member of a sorted set, lowest score first."""
+    return cast(list[str], await redis.zrange(key, 0, -1))
 
 
 @translate_errors
@@ -80,7 +86,8 @@ class Users:
         index = keys.sessions(user_id)
         for _ in range(RETRIES):
             now = now_ms()
-            live = [m for m, expiry in await self.redis.zrange(index, 0, -1, withscores=True) if expiry > now]
+            scored = cast(list[tuple[str, float]], await self.redis.zrange(index, 0, -1, withscores=True))
+            live = [digest for digest, expiry in scored if expiry > now]
             drop = live[: max(0, len(live) + 1 - self.max_sessions)]
             outcome = int(
                 await self.scripts.login(
@@ -133,7 +140,7 @@ class Users:
         """End every session of the user: how many there were."""
         index = keys.sessions(user_id)
         for _ in range(RETRIES):
-            digests = await self.redis.zrange(index, 0, -1)
+            digests = await members(self.redis, index)
             ended = int(
                 await self.scripts.logout_all(keys=[index, *(keys.session(user_id, d) for d in digests)], args=digests)
             )
