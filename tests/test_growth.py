@@ -79,6 +79,7 @@ PATTERNS = [
     Pattern(USER + r"chat:[0-9]+:partial", "user", "one reply in flight per chat (LLM_MAX_TOKENS); gone when it ends"),
     Pattern(USER + r"chat:[0-9]+:lease", "expires", "JOB_LEASE_SECONDS"),
     Pattern(USER + r"chat:[0-9]+:log:[0-9]+", "expires", "REPLY_LOG_TTL_SECONDS; at most 2 per chat"),
+    Pattern(USER + r"logs", "expires", "logs of chats deleted mid-reply; expires with its last log"),
     Pattern(USER + r"streams", "expires", "STREAMS_PER_USER_MAX entries, JOB_LEASE_SECONDS"),
     Pattern(USER + r"ticket:[0-9a-f]{64}", "expires", "60 s"),
     Pattern(USER + r"tickets", "expires", "expires with its last ticket"),

@@ -152,6 +152,34 @@ async def test_delete_user_mid_reply_stops_it_and_nothing_comes_back(processes: 
             assert keys_of(store, user_id) == []
 
 
+async def test_deleted_chats_leave_no_log_behind_a_deleted_user(processes: Processes, redis_url: str) -> None:
+    url = isolated_url(redis_url)
+    env = {"FAKE_LLM_TOKEN_DELAY_MS": "25", "FAKE_LLM_REPLY_WORDS": "400"}  # about 10 s per reply
+    api = processes.api(url, **env)
+    processes.worker(url, **env)
+    with sync_redis.Redis.from_url(url, decode_responses=True) as store:
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+            user = auth(await dev_login(http))
+            user_id = await user_id_of(http, user)
+            idle, busy = await new_chat(http, user), await new_chat(http, user)
+            async with http.stream("POST", f"/assistant/chat/{idle}/", headers=user, json={"prompt": "a"}) as sse:
+                await eventually(lambda: store.exists(keys.partial(user_id, idle)))
+                assert (await http.post(f"/assistant/chat/{idle}/stop", headers=user)).status_code == 200
+                await read(sse)
+            assert store.exists(keys.reply_log(user_id, idle, 1))
+            assert (await http.delete(f"/assistant/chat/{idle}", headers=user)).status_code == 200
+            assert not [k for k in keys_of(store, user_id) if f":chat:{idle}" in k]  # its log went with it
+            async with http.stream("POST", f"/assistant/chat/{busy}/", headers=user, json={"prompt": "b"}) as sse:
+                await eventually(lambda: store.exists(keys.partial(user_id, busy)))
+                assert (await http.delete(f"/assistant/chat/{busy}", headers=user)).status_code == 200
+                assert (await read(sse)).last.event == "error"
+            # The log a reader may still be reading stays until it expires, listed for the user.
+            assert 0 < store.ttl(keys.reply_log(user_id, busy, 1)) <= 3600
+            assert store.zrange(keys.deleted_chat_logs(user_id), 0, -1) == [f"{busy}:1"]
+            assert (await http.delete("/user", headers=user)).status_code == 200
+            assert keys_of(store, user_id) == []
+
+
 async def test_logout_everywhere(client: httpx.AsyncClient) -> None:
     tokens = [await dev_login(client, "three-devices") for _ in range(3)]
     someone_else = auth(await dev_login(client))

@@ -20,7 +20,7 @@ from backend.store import keys
 from backend.store.chats import Chats
 from backend.store.control import Control
 from backend.store.interview import question_views
-from backend.store.replies import Replies, ReplyStatus
+from backend.store.replies import ReplyStatus
 from backend.store.users import RETRIES, IndexMoved, members
 
 PAGE = 100  # chats read (or deleted) per pipeline
@@ -28,11 +28,10 @@ PAGE = 100  # chats read (or deleted) per pipeline
 
 @translate_errors
 class Accounts:
-    def __init__(self, redis: AnyRedis, scripts: Scripts, chats: Chats, replies: Replies, control: Control) -> None:
+    def __init__(self, redis: AnyRedis, scripts: Scripts, chats: Chats, control: Control) -> None:
         self.redis = redis
         self.scripts = scripts
         self.chats = chats
-        self.replies = replies
         self.control = control
 
     async def export(self, user_id: int) -> dict[str, Any] | None:
@@ -99,8 +98,9 @@ class Accounts:
         2. the provider identity is unbound, so a later login with it makes a new user;
         3. the user hash, every session, the interview and the stream counts go at once
            (lua/close_account.lua): no token works, and no chat, prompt or interview can be made;
-        4. each chat goes (an in-flight reply ends with an error event), with its reply logs;
-        5. the indexes, the stream tickets and the user's rate-limit buckets.
+        4. each chat goes with its reply logs (an in-flight reply ends with an error event, and its
+           log, which its readers still read, is listed in an index of such logs);
+        5. those logs, the stream tickets, the indexes and the user's rate-limit buckets.
         """
         user = await self.redis.hgetall(keys.user(user_id))
         chat_ids = set(await members(self.redis, keys.chats(user_id)))
@@ -111,15 +111,19 @@ class Accounts:
         await self._close(user_id)
         chat_ids |= set(await members(self.redis, keys.chats(user_id)))  # made before the close
         for chat_id in sorted(chat_ids, key=int):
-            gen, _, _ = await self.replies.state(user_id, int(chat_id))
             await self.chats.delete(user_id, int(chat_id))
-            if gen:
-                await self.redis.delete(
-                    keys.reply_log(user_id, chat_id, gen), keys.reply_log(user_id, chat_id, gen - 1)
-                )
+        # The logs of replies that were in flight when their chat went (the ones above included).
+        for entry in await members(self.redis, keys.deleted_chat_logs(user_id)):
+            chat_id, _, gen = entry.partition(":")
+            await self.redis.delete(keys.reply_log(user_id, chat_id, gen))
         for digest in await members(self.redis, keys.stream_tickets(user_id)):
             await self.redis.delete(keys.stream_ticket(user_id, digest))
-        await self.redis.delete(keys.stream_tickets(user_id), keys.chats(user_id), keys.open_streams(user_id))
+        await self.redis.delete(
+            keys.deleted_chat_logs(user_id),
+            keys.stream_tickets(user_id),
+            keys.chats(user_id),
+            keys.open_streams(user_id),
+        )
         for name in keys.USER_RATE_LIMITS:
             await self.redis.delete(keys.rate_limit(name, str(user_id)))  # one slot each on a Cluster
 

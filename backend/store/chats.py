@@ -168,6 +168,8 @@ class Chats:
                     keys.chats(user_id),
                     keys.reply_log(user_id, chat_id, gen),
                     keys.user(user_id),
+                    keys.reply_log(user_id, chat_id, gen - 1),
+                    keys.deleted_chat_logs(user_id),
                 ],
                 args=[
                     chat_id,

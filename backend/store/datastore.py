@@ -94,7 +94,7 @@ class Store:
         self.control = Control(self._client() if worker else self.redis, self.address.db)
         blocking = self._client(read_timeout=JOB_READ_BLOCK_MS / 1000 + self.timeout) if worker else None
         self.queue = JobQueue(self.redis, self.scripts, blocking)
-        self.accounts = Accounts(self.redis, self.scripts, self.chats, self.replies, self.control)
+        self.accounts = Accounts(self.redis, self.scripts, self.chats, self.control)
 
     def _multiplexed(self) -> CommandPath:
         """Multiplexed connections: one to a single Redis, or one per master of a Cluster."""

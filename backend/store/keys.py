@@ -87,6 +87,12 @@ def reply_log(user_id: int | str, chat_id: int | str, gen: int | str) -> str:
     return _user(user_id) + f"chat:{chat_id}:log:{gen}"
 
 
+def deleted_chat_logs(user_id: int | str) -> str:
+    """Reply logs of chats deleted mid-reply, still read by their readers until they expire
+    (sorted set: "<chat id>:<generation>" -> expiry ms), so deleting the user finds them."""
+    return _user(user_id) + "logs"
+
+
 def reply_channel(user_id: int | str, chat_id: int | str, gen: int | str, db: int = 0) -> str:
     return _user(user_id) + f"chat:{chat_id}:reply:{gen}" + _db(db)
 

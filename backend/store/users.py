@@ -6,7 +6,7 @@ import time
 from typing import cast
 
 from backend.redis.clients import AnyRedis
-from backend.redis.errors import StoreError, translate_errors
+from backend.redis.errors import StoreUnavailable, translate_errors
 from backend.redis.scripts import Scripts
 from backend.store import keys
 from backend.store.sessions import new_token, parse_token
@@ -14,8 +14,8 @@ from backend.store.sessions import new_token, parse_token
 RETRIES = 20  # a script that found the sessions index changed under it is called again this often
 
 
-class IndexMoved(StoreError):
-    """The sessions index kept changing under a script (logins racing without pause)."""
+class IndexMoved(StoreUnavailable):
+    """The sessions index kept changing under a script (logins racing without pause): a 503, try again."""
 
 
 def now_ms() -> int:
