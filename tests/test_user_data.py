@@ -13,6 +13,8 @@ import redis as sync_redis
 from redis.cluster import RedisCluster as SyncCluster
 
 from backend.store import keys
+from backend.store.datastore import Store
+from config.settings import Settings
 from devstack.login import auth, dev_login
 from devstack.redis_server import RedisCluster
 from tests.conftest import Processes, eventually, isolated_url
@@ -178,6 +180,27 @@ async def test_deleted_chats_leave_no_log_behind_a_deleted_user(processes: Proce
             assert store.zrange(keys.deleted_chat_logs(user_id), 0, -1) == [f"{busy}:1"]
             assert (await http.delete("/user", headers=user)).status_code == 200
             assert keys_of(store, user_id) == []
+
+
+async def test_a_login_racing_the_deletion_cannot_revive_the_user(redis_url: str) -> None:
+    """A login that read the identity's binding before DELETE /user unbound it, and opens its
+    session after the user hash went, makes no user: it unbinds what is left and makes a new user."""
+    url = isolated_url(redis_url)
+    store = Store(Settings(REDIS_URL=url))
+    try:
+        user_id, _ = await store.users.login("dev", "racer", "racer")
+        await store.accounts.delete(user_id)
+        identity = keys.identity("dev", "racer")
+        stale = await store.users._open_session(user_id, "racer", "dev", False, identity, "")
+        assert stale is None  # the stale login's half: no user hash is made for the deleted id
+        with sync_redis.Redis.from_url(url, decode_responses=True) as client:
+            assert keys_of(client, user_id) == []
+            await store.scripts.claim_identity(keys=[identity], args=[user_id])  # as if unbound too late
+            new_id, token = await store.users.login("dev", "racer", "racer")
+            assert new_id != user_id and token.startswith(f"{new_id}.")
+            assert client.get(identity) == str(new_id) and keys_of(client, user_id) == []
+    finally:
+        await store.close()
 
 
 async def test_logout_everywhere(client: httpx.AsyncClient) -> None:

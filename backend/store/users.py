@@ -87,7 +87,7 @@ class Users:
         for _ in range(RETRIES):
             now = now_ms()
             scored = cast(list[tuple[str, float]], await self.redis.zrange(index, 0, -1, withscores=True))
-            live = [digest for digest, expiry in scored if expiry > now]
+            live = [member for member, expiry in scored if expiry > now]
             drop = live[: max(0, len(live) + 1 - self.max_sessions)]
             outcome = int(
                 await self.scripts.login(
