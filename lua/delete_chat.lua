@@ -7,10 +7,13 @@
 -- KEYS[9] the user's logs of deleted chats (sorted set: "<chat id>:<generation>" -> expiry ms)
 -- ARGV[1] chat id  ARGV[2] generation seen  ARGV[3] final data JSON
 -- ARGV[4] channel  ARGV[5] PUBLISH or SPUBLISH  ARGV[6] log ttl s
--- -> 1 deleted, 0 no such chat, -1 the generation moved on meanwhile (call again)
-local reply = redis.call('HMGET', KEYS[1], 'replyGen', 'replyStatus', 'replySeq', 'bytes')
+-- ARGV[7] 0, or only if nobody wrote to the chat after this (ms; CHAT_RETENTION_DAYS)
+-- -> 1 deleted, 0 no such chat, -1 the generation moved on meanwhile (call again),
+--    2 kept: written to after ARGV[7]
+local reply = redis.call('HMGET', KEYS[1], 'replyGen', 'replyStatus', 'replySeq', 'bytes', 'updatedAt')
 if not reply[1] then return 0 end
 if reply[1] ~= ARGV[2] then return -1 end
+if ARGV[7] ~= '0' and tonumber(reply[5] or '0') > tonumber(ARGV[7]) then return 2 end
 if reply[2] == 'queued' or reply[2] == 'streaming' then
   local seq = tonumber(reply[3]) + 1
   local frame = 'id: ' .. ARGV[2] .. '-' .. seq .. '\nevent: error\ndata: ' .. ARGV[3] .. '\n\n'

@@ -56,6 +56,7 @@ class DeleteChat(IntEnum):
     DELETED = 1
     NO_CHAT = 0
     MOVED_ON = -1  # a new generation started meanwhile: call again
+    KEPT = 2  # written to after the given time
 
 
 @translate_errors
@@ -154,7 +155,9 @@ class Chats:
         raw = await self.redis.lrange(keys.messages(user_id, chat_id), -self.max_messages, -1)
         return [orjson.loads(m) for m in raw]
 
-    async def delete(self, user_id: int, chat_id: int) -> bool:
+    async def delete(self, user_id: int, chat_id: int, *, idle_before: int = 0) -> bool:
+        """Delete the chat (True), or find none (False). With `idle_before` (ms), only if nobody
+        wrote to it since: checked in the same Lua call, so a chat written to meanwhile stays."""
         while True:
             gen, _, _ = await self.replies.state(user_id, chat_id)
             if gen is None:
@@ -178,6 +181,7 @@ class Chats:
                     self.replies.channel(user_id, chat_id, gen),
                     self.replies.publish_command,
                     self.replies.log_ttl,
+                    idle_before,
                 ],
             )
             if outcome != DeleteChat.MOVED_ON:
@@ -189,7 +193,7 @@ class Chats:
         stale = await self.redis.zrange(keys.chats(user_id), "-inf", cutoff_ms, byscore=True, offset=0, num=limit)
         deleted = 0
         for chat_id in stale:
-            deleted += await self.delete(user_id, int(chat_id))
+            deleted += await self.delete(user_id, int(chat_id), idle_before=cutoff_ms)
         return deleted
 
     async def start_reply(self, user_id: int, chat_id: int, prompt: str, *, reap: bool = True) -> int | None:
