@@ -39,6 +39,10 @@ class Conflict(ApiError):
     status_code = 409
 
 
+class Gone(ApiError):
+    status_code = 410
+
+
 class TooManyRequests(ApiError):
     status_code = 429
 

@@ -53,3 +53,18 @@ def client_address(request: ApiRequest) -> str:
         except ValueError:
             pass
     return request.ip or "unknown"
+
+
+def address_bucket(address: str) -> str:
+    """The per-address limits' bucket of a client address: an IPv6 client is its /64 (one
+    subscriber's LAN: changing the low 64 bits buys no new bucket), the plain IPv4 of an
+    IPv4-mapped address, an IPv4 address itself. Anything else (never an address) as is."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped.compressed
+        return ipaddress.IPv6Network((ip, 64), strict=False).compressed
+    return ip.compressed

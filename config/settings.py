@@ -83,12 +83,17 @@ class Settings(BaseSettings):
     CHATS_PER_USER_MAX: int = Field(1000, ge=1, le=1_000_000)
     CHAT_HISTORY_MAX_MESSAGES: int = Field(200, ge=2, le=100_000)  # at least one prompt and its reply
     STREAMS_PER_USER_MAX: int = Field(10, ge=1, le=100_000)
+    USER_STORAGE_MAX_BYTES: int = Field(20_000_000, ge=1)  # bytes of the prompts and replies kept (as stored)
+    SESSIONS_PER_USER_MAX: int = Field(20, ge=1, le=1000)  # a new login drops the oldest
+    CHAT_RETENTION_DAYS: int = Field(0, ge=0, le=100_000)  # chats nobody wrote to for this long go; 0: kept
+    # Pending logins (auth-code states not yet used) of the whole service; past it, 503.
+    LOGIN_STATES_MAX: int = Field(100_000, ge=1)
 
     QUEUE_MAX_WAIT_SECONDS: float = Field(10.0, gt=0)  # older waiting jobs: new work gets 503 (shedding)
     JOB_LEASE_SECONDS: float = Field(15.0, ge=1)
     JOB_MAX_ATTEMPTS: int = Field(3, ge=1, le=10)
     JOB_RETRY_BASE_SECONDS: float = Field(0.5, ge=0)
-    REPLY_LOG_TTL_SECONDS: int = Field(86_400, ge=60)
+    REPLY_LOG_TTL_SECONDS: int = Field(3600, ge=60)
     SSE_PING_SECONDS: float = Field(15.0, gt=0, le=15)
 
     RATE_LIMIT_CHAT_PER_MINUTE: int = Field(30, ge=0)

@@ -2,9 +2,13 @@
 -- allow-oom: ending a reply must work on a full Redis (its readers would wait otherwise), and it
 -- adds only the final frame while it frees the partial text and the lease.
 -- End a reply: append the final event, save the (partial) text to the history, free the chat,
--- and compact the finished log into one string. Frames are built in the format of backend/sse.py
+-- and compact the finished log into one string. The saved message's bytes (as start_reply.lua
+-- counts them) count against the user's storage (and the chat's bytes), the messages the history
+-- cap drops are released, and the previous reply's log goes (only the newest reply is resumed).
+-- Frames are built in the format of backend/sse.py
 -- (frame(); the compacted log: expand_compacted()); a unit test parses what this script builds.
 -- KEYS[1] chat  KEYS[2] log  KEYS[3] partial text  KEYS[4] lease  KEYS[5] messages  KEYS[6] chat index
+-- KEYS[7] user  KEYS[8] the previous reply's log
 -- ARGV[1] generation  ARGV[2] worker token  ARGV[3] mode  ARGV[4] data JSON  ARGV[5] now ms
 -- ARGV[6] log ttl s  ARGV[7] channel  ARGV[8] PUBLISH or SPUBLISH  ARGV[9] chat id
 -- ARGV[10] ms a reply may stay queued  ARGV[11] messages kept (the newest)
@@ -75,10 +79,25 @@ else
   redis.call('EXPIRE', KEYS[2], ARGV[6])
 end
 if text ~= '' or mode == 'done' then
-  redis.call('RPUSH', KEYS[5], cjson.encode({role = 'assistant', content = text, createdAt = tonumber(ARGV[5])}))
-  redis.call('LTRIM', KEYS[5], -tonumber(ARGV[11]), -1)
+  local keep = tonumber(ARGV[11])
+  local dropped = 0
+  local excess = redis.call('LLEN', KEYS[5]) + 1 - keep
+  if excess > 0 then
+    for _, message in ipairs(redis.call('LRANGE', KEYS[5], 0, excess - 1)) do
+      dropped = dropped + #message
+    end
+  end
+  local message = cjson.encode({role = 'assistant', content = text, createdAt = tonumber(ARGV[5])})
+  redis.call('RPUSH', KEYS[5], message)
+  redis.call('LTRIM', KEYS[5], -keep, -1)
+  local chat_bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+  redis.call('HSET', KEYS[1], 'bytes', math.max(0, chat_bytes - dropped + #message))
+  if redis.call('EXISTS', KEYS[7]) == 1 then  -- never recreated for a user being deleted
+    local stored = tonumber(redis.call('HGET', KEYS[7], 'storedBytes') or '0')
+    redis.call('HSET', KEYS[7], 'storedBytes', math.max(0, stored - dropped + #message))
+  end
 end
-redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[8])
 redis.call('HSET', KEYS[1], 'replyStatus', 'idle', 'replyToken', '', 'updatedAt', ARGV[5])
 redis.call('ZADD', KEYS[6], ARGV[5], ARGV[9])
 redis.call(ARGV[8], ARGV[7], frame)

@@ -80,7 +80,7 @@ async def test_unknown_state_and_missing_params(client: httpx.AsyncClient) -> No
 
 async def test_expired_state(client: httpx.AsyncClient, redis_client) -> None:
     code, state = await dev_code(client, "slowpoke")
-    redis_client.delete(f"ai:oauth:state:{state}")  # what the 10-minute TTL does
+    redis_client.delete(f"ai:{{oauth}}:state:{state}")  # what the 10-minute TTL does
     response = await client.get("/user/auth-callback", params={"code": code, "state": state})
     assert response.status_code == 400
 

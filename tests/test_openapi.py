@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis as sync_redis
 from pydantic import BaseModel
 
 from backend.apidoc import ErrorResponse, MessageResponse
@@ -35,10 +36,11 @@ from backend.assistant.models import (
     ReplyStatus,
     StreamTicketResponse,
 )
-from backend.auth.models import AuthResponse, UserInfoResponse
+from backend.auth.models import AuthResponse, UserExport, UserInfoResponse
 from backend.interview.models import InterviewQuestionStatus, UserQuestionsResponse
 from backend.ops.openapi import build_document
 from backend.store import interview as stored_interview
+from backend.store import keys
 from backend.store.replies import ReplyStatus as StoredReplyStatus
 from config.settings import Settings
 from devstack.login import auth, dev_login
@@ -340,6 +342,8 @@ async def test_schemathesis_finds_nothing(processes: Processes, redis_url: str, 
             "10",
             "--exclude-operation-id",
             "logout",
+            "--exclude-operation-id",
+            "deleteUser",
             "--output-truncate",
             "true",
         ],
@@ -512,8 +516,20 @@ async def test_answers_of_every_route_match_the_document(
         check("deleteChat", await http.delete(f"/assistant/chat/{chat_ids[1]}", headers=user), MessageResponse)
         check("deleteChat", await http.delete(f"/assistant/chat/{chat_ids[1]}", headers=user))  # 404
         check("getChat", await http.get(f"/assistant/chat/{chat_ids[1]}", headers=user))
+        exported = check("exportUser", await http.get("/user/export", headers=user), UserExport)
+        assert [c["chatId"] for c in exported["chats"]] == [chat_id, chat_ids[2]]
+        with sync_redis.Redis.from_url(url) as store:
+            store.delete(keys.reply_log(info["userId"], chat_id, 1))  # what REPLY_LOG_TTL_SECONDS does
+        check("streamReply", await http.get(f"/assistant/chat/{chat_id}/stream", headers=user))  # 410
+        check("logout", await http.post("/user/logout", headers=user, params={"all": "maybe"}))  # 400
+        other = auth(await dev_login(http))
         check("logout", await http.post("/user/logout", headers=user), MessageResponse)
         check("logout", await http.post("/user/logout", headers=user))  # 401
+        check("logout", await http.post("/user/logout", headers=other, params={"all": "true"}), MessageResponse)
+        last = auth(await dev_login(http))
+        check("deleteUser", await http.delete("/user", headers=last), MessageResponse)
+        check("deleteUser", await http.delete("/user", headers=last))  # 401
+        check("exportUser", await http.get("/user/export", headers=last))  # 401
     missing = set(check.by_id) - check.seen
     assert not missing, f"operations this test does not call yet: {sorted(missing)}"
 

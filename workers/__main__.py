@@ -17,6 +17,7 @@ from workers.health import LoopHeartbeat, serve_health
 from workers.jobs.chat import ChatJob
 from workers.jobs.questions import QuestionsJob
 from workers.llm import make_llm
+from workers.retention import sweep_forever
 from workers.runner import JobHandler, Runner
 
 log = logging.getLogger("workers")
@@ -34,6 +35,9 @@ async def serve(settings: Settings, heartbeat: LoopHeartbeat | None = None) -> N
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.request_stop)
     stops = asyncio.create_task(store.control.listen(chat.stop))  # a user's stop, from any API pod
+    tasks = [stops, pulse]
+    if settings.CHAT_RETENTION_DAYS > 0:
+        tasks.append(asyncio.create_task(sweep_forever(store, consumer)))
     log.info(
         "worker started",
         extra={"consumer": consumer, "concurrency": settings.WORKER_CONCURRENCY, "llm": settings.LLM_PROVIDER},
@@ -41,7 +45,7 @@ async def serve(settings: Settings, heartbeat: LoopHeartbeat | None = None) -> N
     try:
         await runner.run()
     finally:
-        for task in (stops, pulse):
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -26,16 +26,20 @@ from backend.assistant.models import (
 from backend.assistant.relay import SSE_CONTENT_TYPE, SSE_HEADERS
 from backend.auth.guard import authenticated, authenticated_or_ticket
 from backend.context import ApiRequest
-from backend.errors import ApiError, BadRequest, Conflict, NotFound
+from backend.errors import ApiError, BadRequest, Conflict, Gone, NotFound, Unauthorized
 from backend.parsing import parse_body
 from backend.sse import EVENT_ID_PATTERN, parse_event_id
 from backend.store import StoreUnavailable
-from backend.store.chats import ReplyInFlight, TooManyChats
+from backend.store.chats import NoSuchUser, ReplyInFlight, StorageFull, TooManyChats
 from backend.store.replies import ReplyStatus
 
 bp = Blueprint("assistant", url_prefix="/assistant")
 
 NO_CHAT = "No such chat."
+LOG_EXPIRED = (
+    "This reply can no longer be replayed (its stream expired); its text is in the chat's history: "
+    "GET /assistant/chat/{chatId}."
+)
 QUEUE_FAILED = "The assistant could not take this message. Please send it again."
 
 # GET /assistant/chat pages: `limit` 1..100; `before` is the `next` of an earlier page,
@@ -126,6 +130,8 @@ REPLY_STREAM = EventStream(
 async def create_chat(request: ApiRequest) -> HTTPResponse:
     try:
         chat_id = await request.app.ctx.store.chats.create(request.ctx.user_id)
+    except NoSuchUser:
+        raise Unauthorized("Invalid or expired token. Please log in again.") from None
     except TooManyChats:
         limit = request.app.ctx.settings.CHATS_PER_USER_MAX
         raise Conflict(f"You have reached the limit of {limit} chats. Delete one to start another.") from None
@@ -165,7 +171,9 @@ def _page(request: ApiRequest) -> tuple[int, tuple[int, int] | None]:
 @authenticated
 async def list_chats(request: ApiRequest) -> HTTPResponse:
     limit, before = _page(request)
-    chats, after = await request.app.ctx.store.chats.list(request.ctx.user_id, limit, before)
+    store = request.app.ctx.store
+    await store.retention.sweep_user(request.ctx.user_id)  # CHAT_RETENTION_DAYS: never list a chat past it
+    chats, after = await store.chats.list(request.ctx.user_id, limit, before)
     if after is None:
         return json({"chats": chats})
     return json({"chats": chats, "next": f"{after[0]}-{after[1]}"})
@@ -208,7 +216,8 @@ async def delete_chat(request: ApiRequest, chat_id: int) -> HTTPResponse:
     responses={
         200: REPLY_STREAM,
         404: NO_SUCH_CHAT,
-        409: "A reply is still being written in this chat: wait for it, or stop it.",
+        409: "A reply is still being written in this chat: wait for it, or stop it; or the user's chats hold "
+        "`USER_STORAGE_MAX_BYTES` of text already: delete chats first.",
         429: "Too many prompts this minute, or too many streams open (`STREAMS_PER_USER_MAX`).",
         503: "Redis is unavailable, or the assistant is far behind: nothing was stored; try again after "
         "`Retry-After` seconds.",
@@ -226,6 +235,12 @@ async def send_message(request: ApiRequest, chat_id: int) -> HTTPResponse | None
             gen = await ctx.store.chats.start_reply(user_id, chat_id, body.prompt)
         except ReplyInFlight:
             raise Conflict("A reply is still being written in this chat. Wait for it or stop it first.") from None
+        except StorageFull:
+            limit = ctx.settings.USER_STORAGE_MAX_BYTES
+            raise Conflict(
+                f"Your chats hold the most text allowed ({limit:,} bytes). Delete chats you no longer "
+                "need to send more messages."
+            ) from None
         if gen is None:
             raise NotFound(NO_CHAT)
 
@@ -258,7 +273,8 @@ def _last_event_id(request: ApiRequest) -> str:
     "Follow the chat's newest reply: replay it after an event id, then live until it ends",
     description="Replays the newest reply after `Last-Event-ID` (the whole reply without one), then follows it "
     "live, on any pod, with no gap and no duplicate. A finished reply is replayed and the stream "
-    "closed. A browser's EventSource passes a stream ticket as `?ticket=` instead of the header, and "
+    "closed, for `REPLY_LOG_TTL_SECONDS` after it ended (then 410: the text is in the chat's history). "
+    "A browser's EventSource passes a stream ticket as `?ticket=` instead of the header, and "
     "sends `Last-Event-ID` by itself when it reconnects.",
     path=CHAT_ID,
     security=("ticket",),
@@ -281,6 +297,8 @@ def _last_event_id(request: ApiRequest) -> str:
         400: "The event id is not one of this chat's newest reply.",
         401: "No valid token, or the ticket is unknown, expired, or for another chat.",
         404: "No such chat (or another user's), or the chat has no reply yet.",
+        410: "The reply is finished and its replay log expired (`REPLY_LOG_TTL_SECONDS`): its text is in the "
+        "chat's history (GET /assistant/chat/{chatId}).",
         429: "Too many stream opens this minute, or too many streams open (`STREAMS_PER_USER_MAX`).",
     },
 )
@@ -288,9 +306,11 @@ def _last_event_id(request: ApiRequest) -> str:
 async def resume(request: ApiRequest, chat_id: int) -> HTTPResponse | None:
     ctx = request.app.ctx
     user_id = request.ctx.user_id
-    gen, _, seq = await reply_state(request, chat_id)
+    gen, status, seq = await reply_state(request, chat_id)
     if gen == 0:
         raise NotFound("This chat has no reply yet.")
+    if status == ReplyStatus.IDLE and not await ctx.store.replies.log_exists(user_id, chat_id, gen):
+        raise Gone(LOG_EXPIRED.format(chatId=chat_id))
     after = 0
     last_event_id = _last_event_id(request)
     if last_event_id:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from backend.apidoc import Answer, Count, Id, Millis
-from backend.interview.models import InterviewQuestionStatus
+from backend.assistant.models import ChatMessage
+from backend.interview.models import InterviewQuestionStatus, Question
 
 
 class AuthResponse(Answer):
@@ -26,3 +27,43 @@ class UserInfoResponse(Answer):
     doneInterview: bool = Field(description="True exactly when `interviewQuestionStatus` is SUCCESS.")
     interviewQuestionStatus: InterviewQuestionStatus
     interviewScore: Count | None = Field(None, description="Questions answered right; only after SUCCESS.")
+
+
+class ExportedUser(Answer):
+    userId: Id
+    username: str
+    createdAt: Millis = Field(description="When the user first logged in, Unix time in milliseconds.")
+    provider: str = Field(description="The login provider (`dev`, `github` or `oidc`).")
+    identity: str | None = Field(None, description="The provider identity: provider, issuer (oidc) and subject.")
+    storedBytes: Count = Field(
+        description="Bytes of the prompts and replies kept, as stored (UTF-8 JSON of each message: its text, "
+        "role and time), counted against `USER_STORAGE_MAX_BYTES`."
+    )
+
+
+class ExportedInterview(Answer):
+    skillDescription: str
+    status: InterviewQuestionStatus
+    questions: list[Question] = Field(description="With `userAnswer` where answered; the answers once SUCCESS.")
+    score: Count | None = Field(None, description="Questions answered right; only after SUCCESS.")
+
+
+class ExportedChat(Answer):
+    chatId: Id
+    title: str
+    createdAt: Millis
+    updatedAt: Millis
+    messages: list[ChatMessage] = Field(description="Oldest first.")
+
+
+class ExportedSession(Answer):
+    expiresAt: Millis = Field(description="When the session ends, Unix time in milliseconds.")
+
+
+class UserExport(Answer):
+    """Everything stored about the user (GET /user/export)."""
+
+    user: ExportedUser
+    interview: ExportedInterview
+    chats: list[ExportedChat] = Field(description="Most recently updated first.")
+    sessions: list[ExportedSession] = Field(description="The live sessions (logins); tokens are never stored.")

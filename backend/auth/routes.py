@@ -1,7 +1,8 @@
-"""/user/auth-code, /user/auth-callback, /user/logout, /user/info."""
+"""/user/auth-code, /user/auth-callback, /user/logout, /user/info, /user/export, DELETE /user."""
 
 from __future__ import annotations
 
+import math
 import secrets
 from typing import Annotated
 
@@ -12,13 +13,16 @@ from sanic.response import HTTPResponse, json
 from backend.admission import limit_rate
 from backend.apidoc import MessageResponse, Param, operation
 from backend.auth.guard import authenticated
-from backend.auth.models import AuthCallbackResponse, AuthResponse, UserInfoResponse
+from backend.auth.models import AuthCallbackResponse, AuthResponse, UserExport, UserInfoResponse
 from backend.context import ApiRequest
-from backend.errors import BadRequest
-from backend.parsing import client_address
+from backend.errors import BadRequest, ServiceUnavailable, Unauthorized
+from backend.parsing import address_bucket, client_address
 from backend.store.interview import NOT_STARTED, SUCCESS
 
 bp = Blueprint("auth", url_prefix="/user")
+
+LOGINS_FULL = "Too many logins are in progress right now. Please try again shortly."
+EXPORTS_PER_MINUTE = 2  # an export reads (and sends) all of a user's data
 
 
 @bp.get("/auth-code")
@@ -26,17 +30,26 @@ bp = Blueprint("auth", url_prefix="/user")
     "getAuthCode",
     "Start a login: the provider page to send the user to",
     description="A fresh `state` (PKCE S256 verifier kept server-side for 10 minutes) and the provider's "
-    "authorize URL. Limited per client address (`RATE_LIMIT_AUTH_PER_MINUTE`).",
-    responses={200: AuthResponse, 429: "Too many login attempts from this address."},
+    "authorize URL. Limited per client address (`RATE_LIMIT_AUTH_PER_MINUTE`; an IPv6 client counts as its /64), "
+    "and the whole service holds at most `LOGIN_STATES_MAX` pending logins.",
+    responses={
+        200: AuthResponse,
+        429: "Too many login attempts from this address (or its IPv6 /64): try again after `Retry-After` seconds.",
+        503: "Too many logins are pending on the whole service, or Redis is unavailable: try again after "
+        "`Retry-After` seconds.",
+    },
 )
 async def auth_code(request: ApiRequest) -> HTTPResponse:
     ctx = request.app.ctx
-    await limit_rate(ctx.store.limiter, "auth", client_address(request), ctx.settings.RATE_LIMIT_AUTH_PER_MINUTE)
+    bucket = address_bucket(client_address(request))
+    await limit_rate(ctx.store.limiter, "auth", bucket, ctx.settings.RATE_LIMIT_AUTH_PER_MINUTE)
     state = secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(48)
     nonce = secrets.token_urlsafe(24)
     login_url = await ctx.provider.authorize_url(state, verifier, nonce)
-    await ctx.store.logins.save_state(state, verifier, nonce)
+    wait_ms = await ctx.store.logins.save_state(state, verifier, nonce)
+    if wait_ms:
+        raise ServiceUnavailable(LOGINS_FULL, headers={"Retry-After": str(math.ceil(wait_ms / 1000))})
     return json({"loginUrl": login_url, "state": state})
 
 
@@ -85,11 +98,57 @@ async def auth_callback(request: ApiRequest) -> HTTPResponse:
 
 
 @bp.post("/logout")
-@operation("logout", "Log out: the token stops working at once, on every pod", responses={200: MessageResponse})
+@operation(
+    "logout",
+    "Log out: the token stops working at once, on every pod",
+    description="With `?all=true`, every session of the user ends (every device is logged out).",
+    query=[Param("all", "`true`: end every session of the user, not only this one.", bool, default=False)],
+    responses={200: MessageResponse, 400: "`all` is neither `true` nor `false`."},
+)
 @authenticated
 async def logout(request: ApiRequest) -> HTTPResponse:
-    await request.app.ctx.store.users.logout(request.ctx.token)
+    every = request.get_args(keep_blank_values=True).getlist("all")
+    if len(every) > 1 or (every and every[0] not in ("true", "false")):
+        raise BadRequest("Invalid query parameter 'all': true or false.")
+    users = request.app.ctx.store.users
+    if every == ["true"]:
+        ended = await users.logout_all(request.ctx.user_id)
+        return json({"message": f"Logged out everywhere ({ended} sessions)."})
+    await users.logout(request.ctx.token)
     return json({"message": "Logged out."})
+
+
+@bp.get("/export")
+@operation(
+    "exportUser",
+    "Everything stored about the user, as one JSON document",
+    description="The user, the interview with its questions and answers, every chat with its messages, and "
+    f"the sessions' expiries. At most {EXPORTS_PER_MINUTE} per minute.",
+    responses={200: UserExport, 429: "Too many exports this minute."},
+)
+@authenticated
+async def export(request: ApiRequest) -> HTTPResponse:
+    ctx = request.app.ctx
+    user_id = request.ctx.user_id
+    await limit_rate(ctx.store.limiter, "export", str(user_id), EXPORTS_PER_MINUTE)
+    document = await ctx.store.accounts.export(user_id)
+    if document is None:
+        raise Unauthorized("Invalid or expired token. Please log in again.")
+    return json(document)
+
+
+@bp.delete("")
+@operation(
+    "deleteUser",
+    "Delete the user and everything stored about them",
+    description="Replies in flight are stopped first; then every session, the interview, every chat and "
+    "the provider identity go. A later login with the same identity makes a new user.",
+    responses={200: MessageResponse},
+)
+@authenticated
+async def delete_user(request: ApiRequest) -> HTTPResponse:
+    await request.app.ctx.store.accounts.delete(request.ctx.user_id)
+    return json({"message": "Your account and all its data were deleted."})
 
 
 @bp.get("/info")

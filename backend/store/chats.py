@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import builtins
 from enum import IntEnum
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -28,9 +28,18 @@ class TooManyChats(StoreError):
     """The user already holds the most chats allowed."""
 
 
+class StorageFull(StoreError):
+    """The prompt would take the user past USER_STORAGE_MAX_BYTES."""
+
+
+class NoSuchUser(StoreError):
+    """The user was deleted while the request ran."""
+
+
 class CreateChat(IntEnum):
     """lua/create_chat.lua's answer."""
 
+    NO_USER = -1
     AT_CAP = 0
     CREATED = 1
 
@@ -40,6 +49,7 @@ class StartReply(IntEnum):
 
     NO_CHAT = -1
     IN_FLIGHT = -2
+    STORAGE_FULL = -3
 
 
 class DeleteChat(IntEnum):
@@ -48,25 +58,37 @@ class DeleteChat(IntEnum):
     DELETED = 1
     NO_CHAT = 0
     MOVED_ON = -1  # a new generation started meanwhile: call again
+    KEPT = 2  # written to after the given time
 
 
 @translate_errors
 class Chats:
     def __init__(
-        self, redis: AnyRedis, scripts: Scripts, replies: Replies, *, max_chats: int, max_messages: int
+        self,
+        redis: AnyRedis,
+        scripts: Scripts,
+        replies: Replies,
+        *,
+        max_chats: int,
+        max_messages: int,
+        max_bytes: int,
     ) -> None:
         self.redis = redis
         self.scripts = scripts
         self.replies = replies
         self.max_chats = max_chats  # per user
+        self.max_bytes = max_bytes  # UTF-8 bytes of prompts and replies per user
         self.max_messages = max_messages  # kept per chat, the newest (the scripts that add one trim)
 
     async def create(self, user_id: int) -> int:
         """The new chat's id; TooManyChats when the user holds `max_chats` already."""
         chat_id = int(await self.redis.incr(keys.CHAT_SEQ))
         created = await self.scripts.create_chat(
-            keys=[keys.chat(user_id, chat_id), keys.chats(user_id)], args=[chat_id, now_ms(), self.max_chats]
+            keys=[keys.chat(user_id, chat_id), keys.chats(user_id), keys.user(user_id)],
+            args=[chat_id, now_ms(), self.max_chats],
         )
+        if int(created) == CreateChat.NO_USER:
+            raise NoSuchUser
         if int(created) != CreateChat.CREATED:
             raise TooManyChats
         return chat_id
@@ -132,7 +154,9 @@ class Chats:
         raw = await self.redis.lrange(keys.messages(user_id, chat_id), -self.max_messages, -1)
         return [orjson.loads(m) for m in raw]
 
-    async def delete(self, user_id: int, chat_id: int) -> bool:
+    async def delete(self, user_id: int, chat_id: int, *, idle_before: int = 0) -> bool:
+        """Delete the chat (True), or find none (False). With `idle_before` (ms), only if nobody
+        wrote to it since: checked in the same Lua call, so a chat written to meanwhile stays."""
         while True:
             gen, _, _ = await self.replies.state(user_id, chat_id)
             if gen is None:
@@ -145,6 +169,9 @@ class Chats:
                     keys.reply_lease(user_id, chat_id),
                     keys.chats(user_id),
                     keys.reply_log(user_id, chat_id, gen),
+                    keys.user(user_id),
+                    keys.reply_log(user_id, chat_id, gen - 1),
+                    keys.deleted_chat_logs(user_id),
                 ],
                 args=[
                     chat_id,
@@ -153,10 +180,23 @@ class Chats:
                     self.replies.channel(user_id, chat_id, gen),
                     self.replies.publish_command,
                     self.replies.log_ttl,
+                    idle_before,
                 ],
             )
             if outcome != DeleteChat.MOVED_ON:
                 return bool(outcome == DeleteChat.DELETED)
+
+    async def delete_idle(self, user_id: int, cutoff_ms: int, limit: int = 100) -> int:
+        """Delete up to `limit` of the user's chats nobody wrote to since `cutoff_ms` (CHAT_RETENTION_DAYS):
+        how many went. The index is scored by the last write, so this reads only the ones to delete."""
+        stale = cast(
+            list[str],  # the clients decode (decode_responses)
+            await self.redis.zrange(keys.chats(user_id), "-inf", cutoff_ms, byscore=True, offset=0, num=limit),
+        )
+        deleted = 0
+        for chat_id in stale:
+            deleted += await self.delete(user_id, int(chat_id), idle_before=cutoff_ms)
+        return deleted
 
     async def start_reply(self, user_id: int, chat_id: int, prompt: str, *, reap: bool = True) -> int | None:
         """Store the prompt and open a reply: its generation, None when the chat does not exist."""
@@ -165,12 +205,19 @@ class Chats:
         title = " ".join(prompt.split())[:TITLE_CHARS]
         gen = int(
             await self.scripts.start_reply(
-                keys=[keys.chat(user_id, chat_id), keys.messages(user_id, chat_id), keys.chats(user_id)],
-                args=[chat_id, message, title, now, self.max_messages],
+                keys=[
+                    keys.chat(user_id, chat_id),
+                    keys.messages(user_id, chat_id),
+                    keys.chats(user_id),
+                    keys.user(user_id),
+                ],
+                args=[chat_id, message, title, now, self.max_messages, self.max_bytes],
             )
         )
         if gen == StartReply.NO_CHAT:
             return None
+        if gen == StartReply.STORAGE_FULL:
+            raise StorageFull
         if gen == StartReply.IN_FLIGHT:
             # A reply whose writer died, or whose job was lost, and that nobody is watching would
             # block the chat.

@@ -16,6 +16,7 @@ from backend.redis.pubsub import ClusterHub, Hub
 from backend.redis.scripts import Scripts
 from backend.redis.sentinel import Sentinels
 from backend.redis.wire import CommandPath, MultiplexedConnection, ServerAddress
+from backend.store.accounts import Accounts
 from backend.store.chats import Chats
 from backend.store.control import Control
 from backend.store.interview import Interview
@@ -24,6 +25,7 @@ from backend.store.open_streams import OpenStreams
 from backend.store.queue import JobQueue
 from backend.store.ratelimit import RateLimiter
 from backend.store.replies import Replies
+from backend.store.retention import Retention
 from backend.store.tickets import StreamTickets
 from backend.store.users import Users
 from config.settings import Settings
@@ -68,8 +70,8 @@ class Store:
         # whose command path is backed up with chunks, they still arrive before their leases expire.
         self.heartbeat_path = self._multiplexed()
         self.scripts = Scripts(self.command_path)
-        self.users = Users(self.redis, self.scripts, settings.SESSION_TTL_SECONDS)
-        self.logins = Logins(self.redis)
+        self.users = Users(self.redis, self.scripts, settings.SESSION_TTL_SECONDS, settings.SESSIONS_PER_USER_MAX)
+        self.logins = Logins(self.redis, self.scripts, settings.LOGIN_STATES_MAX)
         self.interview = Interview(self.redis, self.scripts)
         self.replies = Replies(
             self.redis,
@@ -91,6 +93,7 @@ class Store:
             self.replies,
             max_chats=settings.CHATS_PER_USER_MAX,
             max_messages=settings.CHAT_HISTORY_MAX_MESSAGES,
+            max_bytes=settings.USER_STORAGE_MAX_BYTES,
         )
         # A stream of a pod that died stops counting within JOB_LEASE_SECONDS, like its replies.
         self.open_streams = OpenStreams(
@@ -100,11 +103,13 @@ class Store:
             hold_seconds=settings.JOB_LEASE_SECONDS,
             heartbeats=self.heartbeat_path,
         )
-        self.tickets = StreamTickets(self.redis)
+        self.tickets = StreamTickets(self.redis, self.scripts)
+        self.retention = Retention(self.redis, self.chats, settings.CHAT_RETENTION_DAYS)
         self.limiter = RateLimiter(self.scripts)
         self.control = Control(self._client() if worker else self.redis, self.address.db)
         blocking = self._client(read_timeout=JOB_READ_BLOCK_MS / 1000 + self.timeout) if worker else None
         self.queue = JobQueue(self.redis, self.command_path, self.scripts, blocking)
+        self.accounts = Accounts(self.redis, self.scripts, self.chats, self.control)
 
     def _multiplexed(self) -> CommandPath:
         """Multiplexed connections: one to a single Redis, or one per master of a Cluster."""

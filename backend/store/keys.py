@@ -50,6 +50,11 @@ def session(user_id: int | str, digest: str) -> str:
     return _user(user_id) + "session:" + digest
 
 
+def sessions(user_id: int | str) -> str:
+    """The user's sessions (sorted set: token digest -> expiry ms), capped at SESSIONS_PER_USER_MAX."""
+    return _user(user_id) + "sessions"
+
+
 def questions(user_id: int | str) -> str:
     return _user(user_id) + "questions"
 
@@ -82,6 +87,12 @@ def reply_log(user_id: int | str, chat_id: int | str, gen: int | str) -> str:
     return _user(user_id) + f"chat:{chat_id}:log:{gen}"
 
 
+def deleted_chat_logs(user_id: int | str) -> str:
+    """Reply logs of chats deleted mid-reply, still read by their readers until they expire
+    (sorted set: "<chat id>:<generation>" -> expiry ms), so deleting the user finds them."""
+    return _user(user_id) + "logs"
+
+
 def reply_channel(user_id: int | str, chat_id: int | str, gen: int | str, db: int = 0) -> str:
     return _user(user_id) + f"chat:{chat_id}:reply:{gen}" + _db(db)
 
@@ -96,6 +107,11 @@ def stream_ticket(user_id: int | str, digest: str) -> str:
     return _user(user_id) + "ticket:" + digest
 
 
+def stream_tickets(user_id: int | str) -> str:
+    """The user's live stream tickets (sorted set: digest -> expiry ms), so deleting the user finds them."""
+    return _user(user_id) + "tickets"
+
+
 def identity(provider: str, subject: str, issuer: str | None = None) -> str:
     """The user id bound to a provider identity. With an issuer (oidc), keyed by issuer and
     subject; the issuer is percent-encoded (no ':' left in it), so no issuer and subject pair
@@ -105,8 +121,13 @@ def identity(provider: str, subject: str, issuer: str | None = None) -> str:
     return f"{PREFIX}identity:{provider}:{quote(issuer, safe='/')}:{subject}"
 
 
+# Pending login states and their index share a hash tag: lua/save_state.lua counts them against
+# LOGIN_STATES_MAX in one step (logins are few enough for one Cluster slot).
+LOGIN_STATES = PREFIX + "{oauth}:pending"  # state -> expiry ms
+
+
 def oauth_state(state: str) -> str:
-    return f"{PREFIX}oauth:state:{state}"
+    return f"{PREFIX}{{oauth}}:state:{state}"
 
 
 def dev_code(code: str) -> str:
@@ -115,6 +136,9 @@ def dev_code(code: str) -> str:
 
 def rate_limit(name: str, who: str) -> str:
     return f"{PREFIX}rate:{name}:{who}"
+
+
+USER_RATE_LIMITS = ("chat", "interview", "stream", "ticket", "export")  # buckets keyed by user id
 
 
 def lease(name: str) -> str:

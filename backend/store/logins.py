@@ -1,5 +1,6 @@
 """Short-lived login state: OAuth `state` grants (PKCE verifier and nonce) and the dev
-provider's one-time codes. Each is read exactly once (GETDEL)."""
+provider's one-time codes. Each is read exactly once. Pending states are counted for the whole
+service (lua/save_state.lua): past LOGIN_STATES_MAX, no new login starts until some expire."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import orjson
 
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import translate_errors
+from backend.redis.scripts import Scripts
 from backend.store import keys
 
 STATE_TTL_SECONDS = 600
@@ -15,15 +17,23 @@ DEV_CODE_TTL_SECONDS = 120
 
 @translate_errors
 class Logins:
-    def __init__(self, redis: AnyRedis) -> None:
+    def __init__(self, redis: AnyRedis, scripts: Scripts, max_states: int) -> None:
         self.redis = redis
+        self.scripts = scripts
+        self.max_states = max_states  # pending logins of the whole service
 
-    async def save_state(self, state: str, verifier: str, nonce: str) -> None:
-        await self.redis.set(keys.oauth_state(state), orjson.dumps({"v": verifier, "n": nonce}), ex=STATE_TTL_SECONDS)
+    async def save_state(self, state: str, verifier: str, nonce: str) -> int:
+        """0 when the state is stored; else the ms until a pending state expires (the ceiling is reached)."""
+        return int(
+            await self.scripts.save_state(
+                keys=[keys.oauth_state(state), keys.LOGIN_STATES],
+                args=[state, orjson.dumps({"v": verifier, "n": nonce}), STATE_TTL_SECONDS * 1000, self.max_states],
+            )
+        )
 
     async def take_state(self, state: str) -> tuple[str, str] | None:
         """(PKCE verifier, nonce) of a pending login, consumed; None when unknown, used or expired."""
-        stored = await self.redis.getdel(keys.oauth_state(state))
+        stored = await self.scripts.take_state(keys=[keys.oauth_state(state), keys.LOGIN_STATES], args=[state])
         if stored is None:
             return None
         grant = orjson.loads(stored)

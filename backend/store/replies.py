@@ -95,6 +95,10 @@ class Replies:
             return sse.expand_compacted(gen, found, after, count)
         return [fields[1] for _, fields in found]  # each entry's one field: f <frame>
 
+    async def log_exists(self, user_id: int, chat_id: int, gen: int) -> bool:
+        """Is the reply's replay log still there (it expires REPLY_LOG_TTL_SECONDS after the reply ends)?"""
+        return bool(await self.redis.exists(keys.reply_log(user_id, chat_id, gen)))
+
     async def ended(self, replies: list[tuple[int, int, int]]) -> list[bool]:
         """For each (user, chat, generation): is that reply over? A reply whose writer died (or
         that no worker took in time) is ended here (event: error). On the multiplexed path,
@@ -186,6 +190,8 @@ class Replies:
                     keys.reply_lease(user_id, chat_id),
                     keys.messages(user_id, chat_id),
                     keys.chats(user_id),
+                    keys.user(user_id),
+                    keys.reply_log(user_id, chat_id, gen - 1),
                 ],
                 args=[
                     gen,

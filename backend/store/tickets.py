@@ -17,6 +17,7 @@ from typing import cast
 
 from backend.redis.clients import AnyRedis
 from backend.redis.errors import translate_errors
+from backend.redis.scripts import Scripts
 from backend.store import keys
 from backend.store.tokens import parse_token
 
@@ -36,8 +37,9 @@ def parse_ticket(ticket: str) -> tuple[int, str] | None:
 
 @translate_errors
 class StreamTickets:
-    def __init__(self, redis: AnyRedis, ttl: int = TICKET_TTL_SECONDS) -> None:
+    def __init__(self, redis: AnyRedis, scripts: Scripts, ttl: int = TICKET_TTL_SECONDS) -> None:
         self.redis = redis
+        self.scripts = scripts
         self.ttl = ttl
 
     async def issue(self, user_id: int, chat_id: int, token: str) -> str:
@@ -50,7 +52,10 @@ class StreamTickets:
         assert parsed is not None  # the ticket was formed just above
         key = parsed[1]
         session_digest = hashlib.sha256(token.encode()).hexdigest()  # as keys.session() of the token has it
-        await self.redis.set(key, f"{chat_id}:{session_digest}", ex=self.ttl)
+        await self.scripts.issue_ticket(
+            keys=[key, keys.stream_tickets(user_id)],
+            args=[key.rpartition(":")[2], f"{chat_id}:{session_digest}", self.ttl * 1000],
+        )
         return ticket
 
     async def redeem(self, ticket: str, chat_id: int) -> int | None:

@@ -57,13 +57,15 @@ class Reply:
         return int(
             self.client.eval(
                 script("finish_reply"),
-                6,
+                8,
                 self.chat,
                 self.log,
                 keys.partial(user, chat_id),
                 keys.reply_lease(user, chat_id),
                 keys.messages(user, chat_id),
                 keys.chats(user),
+                keys.user(user),
+                keys.reply_log(user, chat_id, GEN - 1),
                 *[
                     GEN,
                     TOKEN,

@@ -109,7 +109,22 @@ export const calls: { [K in keyof operations]: (token: string, chatId: number) =
     return token;
   },
   async logout(token) {
-    const { data, error } = await api.POST("/user/logout", { headers: auth(token) });
+    const { data, error } = await api.POST("/user/logout", { headers: auth(token), params: { query: { all: true } } });
+    show(error);
+    return data?.message;
+  },
+  async exportUser(token) {
+    const { data, error } = await api.GET("/user/export", { headers: auth(token) });
+    show(error);
+    if (!data) return undefined;
+    const stored: number = data.user.storedBytes;
+    const answers: (number | undefined)[] = data.interview.questions.map((q) => q.userAnswer);
+    const texts: string[] = data.chats.flatMap((chat) => chat.messages.map((m) => `${m.role}: ${m.content}`));
+    const until: number[] = data.sessions.map((s) => s.expiresAt);
+    return { stored, answers, texts, until };
+  },
+  async deleteUser(token) {
+    const { data, error } = await api.DELETE("/user", { headers: auth(token) });
     show(error);
     return data?.message;
   },
