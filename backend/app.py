@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import secrets
 import time
 
@@ -28,6 +29,10 @@ from config.settings import Settings, get_settings
 MAX_BODY_BYTES = 64 * 1024
 
 access = logging.getLogger("backend.access")
+
+# A client's X-Request-ID is kept only in this form (PRODUCT.md, Operations): it goes into every
+# log line and back in the answer, so nothing a log reader or a header could misread.
+CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class RequestIds:
@@ -56,6 +61,7 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         PROXIES_COUNT=settings.PROXIES_COUNT,
         REAL_IP_HEADER=settings.REAL_IP_HEADER or None,
         REQUEST_HEAD_TIMEOUT=settings.REQUEST_HEAD_TIMEOUT_SECONDS,  # backend/protocol.py
+        REQUEST_BODY_TIMEOUT=settings.REQUEST_BODY_TIMEOUT_SECONDS,
     )
     app.ctx.settings = settings
     errors.install(app)
@@ -103,7 +109,7 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
     @app.on_request(priority=100)
     async def request_id(request: Request) -> None:
         given = request.headers.get("x-request-id", "")
-        request.ctx.request_id = given if 0 < len(given) <= 128 and given.isprintable() else ids.next()
+        request.ctx.request_id = given if CLIENT_REQUEST_ID.fullmatch(given) else ids.next()
         logs.request_id.set(request.ctx.request_id)
         request.ctx.started = time.perf_counter()
 

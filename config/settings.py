@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # Longest time a client may take to send a request's line and headers (Sanic's own
     # REQUEST_TIMEOUT restarts on every byte; see backend/protocol.py).
     REQUEST_HEAD_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=30)
+    # Longest time from a request's head to the end of its body (a body trickled byte by byte).
+    REQUEST_BODY_TIMEOUT_SECONDS: float = Field(30.0, gt=0, le=300)
 
     WORKER_CONCURRENCY: int = Field(8, ge=1, le=10_000)
     WORKER_METRICS_PORT: int = Field(0, ge=0, le=65535)

@@ -146,6 +146,16 @@ def test_compose_settings_start() -> None:
             assert settings.ALLOW_DEV_LOGIN and settings.HOST == "0.0.0.0" and settings.PROXIES_COUNT == 0
 
 
+def test_compose_publishes_ports_on_loopback_only() -> None:
+    """It allows the dev login (anyone logs in as anyone): no published port may face a network."""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    published = [(name, port) for name, service in compose["services"].items() for port in service.get("ports", [])]
+    assert len(published) == 2, published
+    for name, port in published:
+        host, _, _ = str(port).rpartition(":")[0].rpartition(":")  # HOST:PUBLISHED:TARGET
+        assert host == "127.0.0.1", (name, port)
+
+
 def test_worker_deployment_probes_that_its_event_loop_turns() -> None:
     worker = by_kind("Deployment")["ai-backend-worker"]
     c = container(worker)

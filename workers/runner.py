@@ -6,7 +6,7 @@
 - Chat jobs are read before question jobs, and question jobs fill at most half of the slots, so
   prompts always find a free slot.
 - Attempts are counted in Redis (so they survive a worker's death). A failed attempt is retried
-  with exponential backoff and jitter, never sooner than the error's `retry_after`, up to
+  with exponential backoff and jitter, never sooner than the error's `retry_after` (at most 60 s), up to
   JOB_MAX_ATTEMPTS; an error that says a retry cannot help (`retryable = False`) ends the job at
   once. Then the handler's give_up() runs and the job becomes a dead letter; a job whose
   give_up() itself fails is buried anyway: it is logged, not looped.
@@ -38,6 +38,8 @@ log = logging.getLogger("workers.runner")
 REPORT_SECONDS = 0.25
 REPORT_TTL_SECONDS = 5.0  # a worker silent this long (dead, or its loop stuck) no longer counts
 DURATION_WEIGHT = 0.2  # of the newest job in the moving average of a job type's length
+# An LLM server's Retry-After is honoured up to this: one answer must not park a slot for a day.
+RETRY_AFTER_MAX_SECONDS = 60.0
 
 
 class JobHandler(Protocol):
@@ -239,9 +241,9 @@ class Runner:
                 return
 
     def retry_delay(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter, never sooner than the provider's Retry-After."""
+        """Exponential backoff with jitter, never sooner than the provider's Retry-After (capped)."""
         backoff = self.retry_base * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-        return max(backoff, retry_after or 0.0)
+        return min(max(backoff, retry_after or 0.0), max(backoff, RETRY_AFTER_MAX_SECONDS))
 
     async def _give_up(self, handler: JobHandler, job: Job, error: BaseException | None) -> None:
         """Record the failure where the user sees it, then keep the job as a dead letter. When
