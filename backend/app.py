@@ -19,7 +19,7 @@ from backend.auth.providers import make_provider
 from backend.auth.routes import bp as auth_bp
 from backend.interview.routes import bp as interview_bp
 from backend.logs import configure_logging
-from backend.ops import metrics, openapi
+from backend.ops import metrics, metrics_server, openapi
 from backend.ops.queue_watch import QueueWatch
 from backend.ops.routes import bp as ops_bp
 from backend.playground.routes import bp as playground_bp
@@ -65,8 +65,10 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
     )
     app.ctx.settings = settings
     errors.install(app)
-    for blueprint in (auth_bp, interview_bp, assistant_bp, ops_bp, metrics.bp):
+    for blueprint in (auth_bp, interview_bp, assistant_bp, ops_bp):
         app.blueprint(blueprint)
+    if not settings.METRICS_PORT:  # else /metrics is served on METRICS_PORT only (404 here)
+        app.blueprint(metrics.bp)
     if settings.AUTH_PROVIDER == "dev" and settings.ENVIRONMENT != "production":
         app.blueprint(dev_login_bp)
     if settings.PLAYGROUND:
@@ -93,12 +95,17 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         app.ctx.relay.start()
         app.ctx.queue_watch = QueueWatch(store.queue, settings.QUEUE_MAX_WAIT_SECONDS)
         app.ctx.queue_watch.start()
+        app.ctx.metrics_server = None
+        if settings.METRICS_PORT:
+            app.ctx.metrics_server = await metrics_server.start(app, settings.HOST, settings.METRICS_PORT)
 
     @app.before_server_stop
     async def end_streams(app: Sanic) -> None:
         # Open streams end without a final event: their clients resume on another pod.
         await app.ctx.relay.stop()
         await app.ctx.queue_watch.stop()
+        if app.ctx.metrics_server is not None:
+            app.ctx.metrics_server.close()
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # Longest time from a request's head to the end of its body (a body trickled byte by byte).
     REQUEST_BODY_TIMEOUT_SECONDS: float = Field(30.0, gt=0, le=300)
 
+    # /metrics on this port instead of PORT (0 or empty: on PORT), so an ingress never exposes it.
+    METRICS_PORT: int = Field(0, ge=0, le=65535)
+
     WORKER_CONCURRENCY: int = Field(8, ge=1, le=10_000)
     WORKER_METRICS_PORT: int = Field(0, ge=0, le=65535)
     WORKER_SHUTDOWN_GRACE_SECONDS: float = Field(20.0, ge=0)
@@ -84,6 +87,11 @@ class Settings(BaseSettings):
     RATE_LIMIT_AUTH_PER_MINUTE: int = Field(60, ge=0)
     RATE_LIMIT_STREAM_PER_MINUTE: int = Field(120, ge=0)
 
+    @field_validator("METRICS_PORT", "WORKER_METRICS_PORT", mode="before")
+    @classmethod
+    def _empty_port_is_off(cls, value: object) -> object:
+        return 0 if isinstance(value, str) and not value.strip() else value
+
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -123,6 +131,8 @@ class Settings(BaseSettings):
             raise ValueError("OIDC_ISSUER: required when AUTH_PROVIDER=oidc")
         if self.LLM_PROVIDER == "openai" and not self.OPENAI_API_KEY:
             raise ValueError("OPENAI_API_KEY: required when LLM_PROVIDER=openai")
+        if self.METRICS_PORT and self.METRICS_PORT == self.PORT:
+            raise ValueError("METRICS_PORT: must differ from PORT (or be empty: /metrics on PORT)")
         if not self.REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL: must start with redis://, rediss:// or unix://")
         return self

@@ -9,7 +9,7 @@ import httpx
 
 from devstack.login import auth, dev_login
 from devstack.ports import free_port, wait_for_port
-from tests.conftest import Processes, isolated_url
+from tests.conftest import Processes, eventually, isolated_url
 from tests.test_chat import new_chat, send
 
 
@@ -46,6 +46,51 @@ async def test_metrics_with_several_api_workers(processes: Processes, redis_url:
         text = (await http.get("/metrics")).text
     line = next(ln for ln in text.splitlines() if ln.startswith('ai_http_requests_total{method="GET",route="health"'))
     assert float(line.split()[-1]) == 40.0  # summed over both worker processes
+
+
+async def test_metrics_port(processes: Processes, redis_url: str) -> None:
+    """METRICS_PORT set: /metrics is served there (every worker process's series, the cluster-wide
+    ones once this pod holds the lease), and the API port, where an ingress points, answers 404."""
+    port = free_port()
+    api = processes.api(isolated_url(redis_url), METRICS_PORT=str(port), API_WORKERS="2")
+    wait_for_port(port)
+    async with httpx.AsyncClient(base_url=api.url, timeout=20) as http:
+        for _ in range(20):
+            assert (await http.get("/health")).status_code == 200
+        hidden = await http.get("/metrics")
+        assert hidden.status_code == 404 and hidden.json()["message"]
+        assert ("/metrics", "get") not in {
+            (path, method)
+            for path, ops in (await http.get("/docs/openapi.json")).json()["paths"].items()
+            for method in ops
+        }
+
+        async def scrape() -> str:
+            answer = await http.get(f"http://127.0.0.1:{port}/metrics")
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+            return answer.text
+
+        text = await eventually(lambda: _with_cluster_series(scrape()), within=20)
+        line = next(
+            ln for ln in text.splitlines() if ln.startswith('ai_http_requests_total{method="GET",route="health"')
+        )
+        assert float(line.split()[-1]) == 20.0  # summed over both worker processes
+        assert "\nai_api_shedding 0\n" in text
+        for other in ("/", "/health", "/metrics/x"):
+            answer = await http.get(f"http://127.0.0.1:{port}{other}")
+            assert answer.status_code == 404 and answer.json()["message"], other
+    # A head that never ends is dropped, not held (5 s), and the server keeps answering.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\n")
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(f"http://127.0.0.1:{port}/metrics")).status_code == 200
+
+
+async def _with_cluster_series(scraped: object) -> str | None:
+    text = await scraped  # type: ignore[misc]
+    return text if 'ai_jobs_queue_depth{type="chat"} ' in text else None
 
 
 async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:

@@ -21,7 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
-from sanic import Blueprint, Request
+from sanic import Blueprint, Request, Sanic
 from sanic.response import HTTPResponse, raw
 
 from backend.apidoc import Other, operation
@@ -74,9 +74,9 @@ def shedding_lines(watch: QueueWatch) -> list[str]:
     return lines
 
 
-async def cluster_lines(request: Request) -> list[str]:
+async def cluster_lines(app: Sanic) -> list[str]:
     """Series of the whole deployment, read from Redis; exported by one pod (the lease holder)."""
-    queue = request.app.ctx.store.queue
+    queue = app.ctx.store.queue
     streams = await queue.streams()
     outcomes = await queue.outcomes()
     lines = [
@@ -115,17 +115,22 @@ async def cluster_lines(request: Request) -> list[str]:
     },
 )
 async def metrics(request: Request) -> HTTPResponse:
+    return raw(await exposition(request.app), content_type=CONTENT_TYPE_LATEST)
+
+
+async def exposition(app: Sanic) -> bytes:
+    """The whole /metrics body, on the API port or on METRICS_PORT (backend/ops/metrics_server.py)."""
     body = generate_latest(registry())
-    watch: QueueWatch = request.app.ctx.queue_watch
+    watch: QueueWatch = app.ctx.queue_watch
     body += ("\n".join(shedding_lines(watch)) + "\n").encode()
     if not watch.leader:
         body += b"# cluster-wide job series are exported by one API pod (the metrics-leader lease)\n"
-        return raw(body, content_type=CONTENT_TYPE_LATEST)
+        return body
     try:
-        body += ("\n".join(await cluster_lines(request)) + "\n").encode()
+        body += ("\n".join(await cluster_lines(app)) + "\n").encode()
     except StoreUnavailable:
         body += b"# cluster-wide series unavailable: Redis did not answer\n"
-    return raw(body, content_type=CONTENT_TYPE_LATEST)
+    return body
 
 
 _series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
