@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
     @app.before_server_start
     async def open_connections(app: Sanic) -> None:
         store = Store(settings)
+        store.replies.on_finish = metrics.count_reply
         app.ctx.store = store
         app.ctx.provider = make_provider(settings, store.logins)
         hub = store.hub()

@@ -13,10 +13,12 @@ import socket
 from backend.logs import configure_logging
 from backend.store.datastore import Store
 from config.settings import Settings, get_settings
+from workers import metrics
 from workers.health import LoopHeartbeat, serve_health
 from workers.jobs.chat import ChatJob
 from workers.jobs.questions import QuestionsJob
 from workers.llm import make_llm
+from workers.observe import ObservedLLM
 from workers.runner import Runner
 
 log = logging.getLogger("workers")
@@ -25,7 +27,8 @@ log = logging.getLogger("workers")
 async def serve(settings: Settings, heartbeat: LoopHeartbeat | None = None) -> None:
     pulse = asyncio.create_task((heartbeat or LoopHeartbeat()).run())  # /healthz: the loop turns
     store = Store(settings, worker=True)
-    llm = make_llm(settings)
+    store.replies.on_finish = metrics.count_reply
+    llm = ObservedLLM(make_llm(settings))
     chat = ChatJob(store, llm, settings.CHAT_CONTEXT_CHARS, settings.JOB_LEASE_SECONDS)
     handlers = {"questions": QuestionsJob(store, llm, settings.QUESTION_COUNT), "chat": chat}
     consumer = f"{socket.gethostname()}-{os.getpid()}"

@@ -31,7 +31,7 @@ from backend import logs
 from backend.store.errors import StoreUnavailable
 from backend.store.queue import Job, JobQueue
 from config.settings import Settings
-from workers import metrics
+from workers import metrics, observe
 
 log = logging.getLogger("workers.runner")
 
@@ -185,6 +185,7 @@ class Runner:
 
     async def _execute(self, job: Job) -> None:
         logs.request_id.set(job.request_id or None)  # this task's log lines carry it
+        observe.current_job.set(job)  # and its LLM calls' measurements (workers/observe.py)
         try:
             await self._attempts(job)
         except asyncio.CancelledError:

@@ -36,6 +36,18 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 OPEN_STREAMS = Gauge("ai_sse_open_streams", "SSE streams open on this API", multiprocess_mode="livesum")
+# The objective on replies ending `done` (README, Observability): every process that ends a reply
+# counts it once (backend/store/replies.py's on_finish): the API its users' stops, failed enqueues
+# and reaped replies; the workers the rest (workers/metrics.py, the same name).
+REPLY_OUTCOMES = ("done", "error", "fail", "reap", "stopped")
+REPLIES = Counter("ai_replies_total", "Replies ended, by how (done, error, fail, reap, stopped)", ["outcome"])
+for _outcome in REPLY_OUTCOMES:
+    REPLIES.labels(_outcome)  # every series exists from the start: rate() sees the first one
+
+
+def count_reply(outcome: str) -> None:
+    REPLIES.labels(outcome).inc()
+
 
 bp = Blueprint("ops_metrics")
 
@@ -51,6 +63,9 @@ def registry() -> CollectorRegistry:
 def shedding_lines(watch: QueueWatch) -> list[str]:
     """This pod's view of the queue: what its load shedding acts on."""
     lines = [
+        "# HELP ai_api_queue_max_wait_seconds QUEUE_MAX_WAIT_SECONDS: older waiting jobs make this pod shed load",
+        "# TYPE ai_api_queue_max_wait_seconds gauge",
+        f"ai_api_queue_max_wait_seconds {watch.max_wait:g}",
         "# HELP ai_api_queue_wait_seconds Oldest job not yet taken by a worker, as this pod last saw it",
         "# TYPE ai_api_queue_wait_seconds gauge",
         f"ai_api_queue_wait_seconds {watch.oldest_wait:.3f}",
@@ -122,7 +137,10 @@ async def exposition(app: Sanic) -> bytes:
     """The whole /metrics body, on the API port or on METRICS_PORT (backend/ops/metrics_server.py)."""
     body = generate_latest(registry())
     watch: QueueWatch = app.ctx.queue_watch
-    body += ("\n".join(shedding_lines(watch)) + "\n").encode()
+    ready = await app.ctx.store.ping()  # what /ready answers: one PING a scrape
+    lines = ["# HELP ai_api_ready Whether Redis answers this pod (/ready)", "# TYPE ai_api_ready gauge"]
+    lines += [f"ai_api_ready {int(ready)}", *shedding_lines(watch)]
+    body += ("\n".join(lines) + "\n").encode()
     if not watch.leader:
         body += b"# cluster-wide job series are exported by one API pod (the metrics-leader lease)\n"
         return body
