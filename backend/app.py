@@ -19,11 +19,12 @@ from backend.auth.providers import make_provider
 from backend.auth.routes import bp as auth_bp
 from backend.interview.routes import bp as interview_bp
 from backend.logs import configure_logging
-from backend.ops import metrics, metrics_server, openapi
+from backend.ops import metrics, metrics_server, openapi, tracing
 from backend.ops.queue_watch import QueueWatch
 from backend.ops.routes import bp as ops_bp
 from backend.playground.routes import bp as playground_bp
 from backend.store.datastore import Store
+from backend.telemetry.replies import count_reply
 from config.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 64 * 1024
@@ -77,11 +78,12 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> Sanic
         openapi.install(app)
     cors.install(app, settings.CORS_ORIGINS)
     headers.install(app)
+    tracing.install(app)  # only with OTEL_EXPORTER_OTLP_ENDPOINT set (backend/telemetry/tracing.py)
 
     @app.before_server_start
     async def open_connections(app: Sanic) -> None:
         store = Store(settings)
-        store.replies.on_finish = metrics.count_reply
+        store.replies.on_finish = count_reply  # ai_replies_total
         app.ctx.store = store
         app.ctx.provider = make_provider(settings, store.logins)
         hub = store.hub()

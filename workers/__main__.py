@@ -12,8 +12,9 @@ import socket
 
 from backend.logs import configure_logging
 from backend.store.datastore import Store
+from backend.telemetry import tracing
 from config.settings import Settings, get_settings
-from workers import metrics
+from workers import observe
 from workers.health import LoopHeartbeat, serve_health
 from workers.jobs.chat import ChatJob
 from workers.jobs.questions import QuestionsJob
@@ -25,10 +26,11 @@ log = logging.getLogger("workers")
 
 
 async def serve(settings: Settings, heartbeat: LoopHeartbeat | None = None) -> None:
+    observe.start_tracing()  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
     pulse = asyncio.create_task((heartbeat or LoopHeartbeat()).run())  # /healthz: the loop turns
     store = Store(settings, worker=True)
-    store.replies.on_finish = metrics.count_reply
-    llm = ObservedLLM(make_llm(settings))
+    store.replies.on_finish = observe.reply_ended
+    llm = ObservedLLM(make_llm(settings), settings.LLM_MODEL if settings.LLM_PROVIDER != "fake" else "fake")
     chat = ChatJob(store, llm, settings.CHAT_CONTEXT_CHARS, settings.JOB_LEASE_SECONDS)
     handlers = {"questions": QuestionsJob(store, llm, settings.QUESTION_COUNT), "chat": chat}
     consumer = f"{socket.gethostname()}-{os.getpid()}"
@@ -50,6 +52,7 @@ async def serve(settings: Settings, heartbeat: LoopHeartbeat | None = None) -> N
                 await task
         await llm.aclose()
         await store.close()
+        tracing.shutdown()  # the spans still buffered
         log.info("worker stopped", extra={"consumer": consumer})
 
 

@@ -25,11 +25,6 @@ PUBLISH_LATENCY = Histogram(
     "From a chunk handed to the publisher to Redis confirming it",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1),
 )
-# The same series as the API's (backend/ops/metrics.py): replies this process ended, by how.
-REPLY_OUTCOMES = ("done", "error", "fail", "reap", "stopped")
-REPLIES = Counter("ai_replies_total", "Replies ended, by how (done, error, fail, reap, stopped)", ["outcome"])
-for _outcome in REPLY_OUTCOMES:
-    REPLIES.labels(_outcome)
 # The objective on time to first event (README, Observability): from the prompt's job entering the
 # queue (its stream id is Redis' clock) to the LLM's first piece of the reply in this worker.
 FIRST_EVENT = Histogram(
@@ -41,7 +36,3 @@ LLM_ERRORS = Counter("ai_llm_errors_total", "LLM calls that failed (questions, c
 for _kind in ("questions", "chat"):
     LLM_ERRORS.labels(_kind)
     LLM_CALL.labels(_kind)
-
-
-def count_reply(outcome: str) -> None:
-    REPLIES.labels(outcome).inc()

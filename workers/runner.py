@@ -187,7 +187,8 @@ class Runner:
         logs.request_id.set(job.request_id or None)  # this task's log lines carry it
         observe.current_job.set(job)  # and its LLM calls' measurements (workers/observe.py)
         try:
-            await self._attempts(job)
+            with observe.job_span(job):  # a span continuing the API's trace, when tracing is on
+                await self._attempts(job)
         except asyncio.CancelledError:
             raise  # shutdown: _drain hands the job back
         except Exception as error:

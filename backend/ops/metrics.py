@@ -36,18 +36,6 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 OPEN_STREAMS = Gauge("ai_sse_open_streams", "SSE streams open on this API", multiprocess_mode="livesum")
-# The objective on replies ending `done` (README, Observability): every process that ends a reply
-# counts it once (backend/store/replies.py's on_finish): the API its users' stops, failed enqueues
-# and reaped replies; the workers the rest (workers/metrics.py, the same name).
-REPLY_OUTCOMES = ("done", "error", "fail", "reap", "stopped")
-REPLIES = Counter("ai_replies_total", "Replies ended, by how (done, error, fail, reap, stopped)", ["outcome"])
-for _outcome in REPLY_OUTCOMES:
-    REPLIES.labels(_outcome)  # every series exists from the start: rate() sees the first one
-
-
-def count_reply(outcome: str) -> None:
-    REPLIES.labels(outcome).inc()
-
 
 bp = Blueprint("ops_metrics")
 

@@ -20,6 +20,7 @@ from backend.store import keys
 from backend.store.clients import AnyRedis
 from backend.store.errors import translate_errors
 from backend.store.scripts import Scripts
+from backend.telemetry import tracing
 
 JobType = Literal["questions", "chat"]
 DEAD_LETTERS_KEPT = 10_000  # the dead-letter stream is capped (approximately) at this many
@@ -96,7 +97,13 @@ class JobQueue:
     async def enqueue(self, job_type: JobType, request_id: str, **fields: str | int) -> str:
         """Append a job; any worker of the group takes it. Returns the stream entry id."""
         entry = {"type": job_type, "requestId": request_id, **{k: str(v) for k, v in fields.items()}}
-        return await self.redis.xadd(keys.JOB_STREAMS[job_type], entry)  # type: ignore[arg-type]
+        if not tracing.enabled:
+            return await self.redis.xadd(keys.JOB_STREAMS[job_type], entry)  # type: ignore[arg-type]
+        with tracing.span(f"enqueue {job_type}", kind="PRODUCER", **{"job.type": job_type}) as span:
+            entry.update(tracing.carrier())  # the worker's job span continues this trace (workers/observe.py)
+            job_id = await self.redis.xadd(keys.JOB_STREAMS[job_type], entry)  # type: ignore[arg-type]
+            span.set_attribute("job.id", str(job_id))
+            return job_id
 
     async def streams(self) -> list[StreamState]:
         """Depth, lag, pending jobs, consumers and the oldest waiting job of each stream."""

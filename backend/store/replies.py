@@ -70,7 +70,7 @@ class Replies:
         self.max_messages = max_messages  # history kept per chat when a reply is saved
         self.queued_ms = int(queued_seconds * 1000)  # a reply queued longer than this lost its job: ended
         # Told the mode of every reply this process ends (once per reply: a second finish ends nothing);
-        # the API and the workers count them (ai_replies_total, the objective on replies ending `done`).
+        # the API and the workers count them (backend/telemetry/replies.py: the objective on replies ending `done`).
         self.on_finish: Callable[[str], None] | None = None
         self.lease_ms = int(lease_seconds * 700)  # renewed every lease/5: see README
         self.publish_command = "SPUBLISH" if sharded else "PUBLISH"
