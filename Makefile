@@ -41,13 +41,17 @@ test-fast: $(STAMP)
 
 # All four checks run even when one fails, so one run reports everything; any failure fails the target.
 # lint-imports checks the contracts in pyproject.toml's [tool.importlinter] (the architecture);
-# mypy type-checks backend/, workers/ and config/ strictly ([tool.mypy]).
+# mypy type-checks backend/, workers/ and config/ strictly ([tool.mypy]); promtool (Debian's
+# prometheus package, .ci/run installs it) the alert rules in deploy/prometheus.
 lint: $(STAMP)
 	@status=0; \
 	echo '$(BIN)/ruff check .'; $(BIN)/ruff check . || status=1; \
 	echo '$(BIN)/ruff format --check .'; $(BIN)/ruff format --check . || status=1; \
 	echo '$(BIN)/lint-imports --no-cache --no-logo'; $(BIN)/lint-imports --no-cache --no-logo || status=1; \
 	echo '$(BIN)/mypy'; $(BIN)/mypy || status=1; \
+	echo 'promtool check rules deploy/prometheus/rules.yml'; \
+	if command -v promtool >/dev/null; then promtool check rules deploy/prometheus/rules.yml || status=1; \
+	else echo 'promtool not found: apt-get install -y prometheus'; status=1; fi; \
 	exit $$status
 
 bench: $(STAMP)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import secrets
 import time
 
@@ -20,15 +21,20 @@ from backend.auth.routes import bp as auth_bp
 from backend.context import ApiRequest, App, AppContext
 from backend.interview.routes import bp as interview_bp
 from backend.logs import configure_logging
-from backend.ops import metrics, openapi
+from backend.ops import metrics, metrics_server, openapi, tracing
 from backend.ops.routes import bp as ops_bp
 from backend.playground.routes import bp as playground_bp
 from backend.store.datastore import Store
+from backend.telemetry.replies import count_reply
 from config.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 64 * 1024
 
 access = logging.getLogger("backend.access")
+
+# A client's X-Request-ID is kept only in this form (PRODUCT.md, Operations): it goes into every
+# log line and back in the answer, so nothing a log reader or a header could misread.
+CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class RequestIds:
@@ -64,11 +70,14 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> App:
         PROXIES_COUNT=settings.PROXIES_COUNT,
         REAL_IP_HEADER=settings.REAL_IP_HEADER or None,
         REQUEST_HEAD_TIMEOUT=settings.REQUEST_HEAD_TIMEOUT_SECONDS,  # backend/protocol.py
+        REQUEST_BODY_TIMEOUT=settings.REQUEST_BODY_TIMEOUT_SECONDS,
     )
     app.ctx.settings = settings
     errors.install(app)
-    for blueprint in (auth_bp, interview_bp, assistant_bp, ops_bp, metrics.bp):
+    for blueprint in (auth_bp, interview_bp, assistant_bp, ops_bp):
         app.blueprint(blueprint)
+    if not settings.METRICS_PORT:  # else /metrics is served on METRICS_PORT only (404 here)
+        app.blueprint(metrics.bp)
     if settings.AUTH_PROVIDER == "dev" and settings.ENVIRONMENT != "production":
         app.blueprint(dev_login_bp)
     if settings.PLAYGROUND:
@@ -77,10 +86,12 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> App:
         openapi.install(app)
     cors.install(app, settings.CORS_ORIGINS)
     headers.install(app)
+    tracing.install(app)  # only with OTEL_EXPORTER_OTLP_ENDPOINT set (backend/telemetry/tracing.py)
 
     @app.before_server_start
     async def open_connections(app: App) -> None:
         store = Store(settings)
+        store.replies.on_finish = count_reply  # ai_replies_total
         app.ctx.store = store
         app.ctx.provider = make_provider(settings, store.logins)
         hub = store.hub()
@@ -95,12 +106,17 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> App:
         app.ctx.relay.start()
         app.ctx.queue_watch = QueueWatch(store.queue, settings.QUEUE_MAX_WAIT_SECONDS)
         app.ctx.queue_watch.start()
+        app.ctx.metrics_server = None
+        if settings.METRICS_PORT:
+            app.ctx.metrics_server = await metrics_server.start(app, settings.HOST, settings.METRICS_PORT)
 
     @app.before_server_stop
     async def end_streams(app: App) -> None:
         # Open streams end without a final event: their clients resume on another pod.
         await app.ctx.relay.stop()
         await app.ctx.queue_watch.stop()
+        if app.ctx.metrics_server is not None:
+            app.ctx.metrics_server.close()
 
     @app.after_server_stop
     async def close_connections(app: App) -> None:
@@ -110,7 +126,7 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> App:
 
     async def request_id(request: ApiRequest) -> None:
         given = request.headers.get("x-request-id", "")
-        request.ctx.request_id = given if 0 < len(given) <= 128 and given.isprintable() else ids.next()
+        request.ctx.request_id = given if CLIENT_REQUEST_ID.fullmatch(given) else ids.next()
         logs.request_id.set(request.ctx.request_id)
         request.ctx.started = time.perf_counter()
 

@@ -8,8 +8,9 @@ the annotations say what this project puts there and when.
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from sanic import Request, Sanic
 from sanic.config import Config
@@ -28,6 +29,7 @@ class AppContext(SimpleNamespace):
     provider: Provider
     relay: ReplyRelay
     queue_watch: QueueWatch
+    metrics_server: asyncio.Server | None  # METRICS_PORT (backend/ops/metrics_server.py)
 
 
 class RequestContext(SimpleNamespace):
@@ -37,6 +39,7 @@ class RequestContext(SimpleNamespace):
     user: dict[str, str]
     user_id: int
     admission: Admission  # @admitted routes (backend/admission.py)
+    span: Any  # with tracing on: the request's OpenTelemetry span (backend/ops/tracing.py)
 
 
 App: TypeAlias = Sanic[Config, AppContext]

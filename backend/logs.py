@@ -37,7 +37,16 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+        try:
+            return orjson.dumps(line, default=str).decode()
+        except orjson.JSONEncodeError:
+            # A str holding lone surrogates: Sanic decodes a head's bytes that are not UTF-8
+            # (method, path) with surrogateescape, which orjson refuses. Such bytes show as \udcXX.
+            return orjson.dumps({k: _printable(v) for k, v in line.items()}, default=str).decode()
+
+
+def _printable(value: object) -> object:
+    return value.encode("utf-8", "backslashreplace").decode() if isinstance(value, str) else value
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -1,6 +1,6 @@
 """B1 (authenticated /user/info against /health: with and without the OpenAPI document loaded, on
 one Redis and on a Redis Cluster) and
-B4 (prompt -> first event; skill description -> questions ready)."""
+B4 (prompt -> first event; skill description -> questions ready; with tracing off and on)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from bench.harness import Stack
+from bench.otlp_sink import OtlpSink
 from bench.spec import percentile
 from devstack.login import auth, dev_login
 
@@ -114,10 +115,20 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def b4_latency(samples: int = 100) -> list[dict[str, Any]]:
+    """Tracing off (the default), then on: every span exported over OTLP/HTTP to a local sink."""
+    rows = b4_run(samples, {})
+    with OtlpSink() as sink:
+        traced = b4_run(samples, {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url})
+    for row in traced:
+        row["measure"] += f" (tracing on: {sink.exports} exports, {sink.bytes / 1e3:.0f} kB)"
+    return rows + traced
+
+
+def b4_run(samples: int, env: dict[str, str]) -> list[dict[str, Any]]:
     stack = Stack()
     try:
-        api = stack.api()
-        stack.worker(FAKE_LLM_TOKEN_DELAY_MS="0", FAKE_LLM_REPLY_WORDS="5")
+        api = stack.api(**env)
+        stack.worker(FAKE_LLM_TOKEN_DELAY_MS="0", FAKE_LLM_REPLY_WORDS="5", **env)
 
         async def run() -> list[dict[str, Any]]:
             async with httpx.AsyncClient(base_url=api.url, timeout=20) as http:

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     # Longest time a client may take to send a request's line and headers (Sanic's own
     # REQUEST_TIMEOUT restarts on every byte; see backend/protocol.py).
     REQUEST_HEAD_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=30)
+    # Longest time from a request's head to the end of its body (a body trickled byte by byte).
+    REQUEST_BODY_TIMEOUT_SECONDS: float = Field(30.0, gt=0, le=300)
+
+    # /metrics on this port instead of PORT (0 or empty: on PORT), so an ingress never exposes it.
+    METRICS_PORT: int = Field(0, ge=0, le=65535)
 
     WORKER_CONCURRENCY: int = Field(8, ge=1, le=10_000)
     WORKER_METRICS_PORT: int = Field(0, ge=0, le=65535)
@@ -100,6 +105,11 @@ class Settings(BaseSettings):
     RATE_LIMIT_INTERVIEW_PER_MINUTE: int = Field(10, ge=0)
     RATE_LIMIT_AUTH_PER_MINUTE: int = Field(60, ge=0)
     RATE_LIMIT_STREAM_PER_MINUTE: int = Field(120, ge=0)
+
+    @field_validator("METRICS_PORT", "WORKER_METRICS_PORT", mode="before")
+    @classmethod
+    def _empty_port_is_off(cls, value: object) -> object:
+        return 0 if isinstance(value, str) and not value.strip() else value
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -162,6 +172,8 @@ class Settings(BaseSettings):
                 f"LLM_CONTEXT_TOKENS: {self.LLM_CONTEXT_TOKENS} leaves no room for a prompt beside "
                 f"LLM_MAX_TOKENS={self.LLM_MAX_TOKENS} (it must be at least LLM_MAX_TOKENS + 512)"
             )
+        if self.METRICS_PORT and self.METRICS_PORT == self.PORT:
+            raise ValueError("METRICS_PORT: must differ from PORT (or be empty: /metrics on PORT)")
         if not self.REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL: must start with redis://, rediss:// or unix://")
         if self.REDIS_SENTINELS and self.REDIS_CLUSTER:

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlparse
 import httpx
 
 from devstack.login import auth, dev_code, dev_login
-from tests.conftest import Processes
+from tests.conftest import Processes, isolated_url
 
 
 async def test_full_dev_login_and_user_info(client: httpx.AsyncClient) -> None:
@@ -149,3 +149,44 @@ async def test_token_expiry(processes: Processes, redis_url: str) -> None:
         assert (await http.get("/user/info", headers=auth(token))).status_code == 200
         await asyncio.sleep(1.6)
         assert (await http.get("/user/info", headers=auth(token))).status_code == 401
+
+
+def test_dev_callback_page_finishes_only_the_login_it_started(processes: Processes, redis_url: str) -> None:
+    """With the playground off, /dev/callback is the redirect page: opened, it starts a login and
+    finishes that one; a code and state it did not start (login CSRF) never reach /user/auth-callback."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.support.browser import offline_chromium
+
+    api = processes.api(isolated_url(redis_url), PLAYGROUND="false")
+
+    def heading(driver: object) -> str:
+        return driver.find_element(By.TAG_NAME, "h1").text  # type: ignore[attr-defined]
+
+    with offline_chromium() as driver:
+        wait = WebDriverWait(driver, 15, poll_frequency=0.05)
+        driver.get(api.url + "/dev/callback")
+        wait.until(lambda d: d.current_url.startswith(api.url + "/dev/login"))
+        driver.find_element(By.NAME, "username").send_keys("Callback Carol")
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda d: heading(d) == "Logged in")
+        token = driver.find_element(By.ID, "out").text.split()[1]
+        assert "code=" not in driver.current_url  # the one-time code is kept out of history
+        info = httpx.get(api.url + "/user/info", headers=auth(token))
+        assert info.status_code == 200 and info.json()["username"] == "Callback Carol"
+
+        # Mallory's own code and state, sent to Carol's browser in a link: refused by the page.
+        async def mallory_code() -> tuple[str, str]:
+            async with httpx.AsyncClient(base_url=api.url) as http:
+                return await dev_code(http, "Mallory")
+
+        code, state = asyncio.run(mallory_code())
+        driver.get(f"{api.url}/dev/callback?code={code}&state={state}")
+        wait.until(lambda d: heading(d) == "Login failed")
+        assert "not started from this page" in driver.find_element(By.ID, "out").text
+        problems = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+        assert problems == []  # no CSP violation, no failed call (no favicon without the playground)
+    # The page never redeemed it: the code is still good for the one who holds it.
+    redeemed = httpx.get(api.url + "/user/auth-callback", params={"code": code, "state": state})
+    assert redeemed.status_code == 200, redeemed.text

@@ -113,7 +113,7 @@ def test_api_deployment_service_and_autoscaler() -> None:
     assert c["image"] == IMAGE and c["command"] == ["python", "-m", "backend"]
     env = env_values(c)
     assert env_names(c) <= SETTINGS
-    [port] = c["ports"]
+    [port] = [p for p in c["ports"] if p["name"] == "http"]
     assert port["containerPort"] == int(env["PORT"]) and env["HOST"] == "0.0.0.0"
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": port["name"]}
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": port["name"]}
@@ -124,6 +124,38 @@ def test_api_deployment_service_and_autoscaler() -> None:
     assert hpa["spec"]["scaleTargetRef"]["name"] == "ai-backend-api"
     assert hpa["spec"]["minReplicas"] >= 2
     assert "replicas" not in api["spec"]  # the autoscaler owns the count; applying the file never resets it
+
+
+@pytest.mark.parametrize(
+    ("name", "setting"), [("ai-backend-api", "METRICS_PORT"), ("ai-backend-worker", "WORKER_METRICS_PORT")]
+)
+def test_metrics_are_scraped_on_their_own_port_that_nothing_public_routes_to(name: str, setting: str) -> None:
+    deployment = by_kind("Deployment")[name]
+    c = container(deployment)
+    metrics_port = int(env_values(c)[setting])
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports["metrics"] == metrics_port and list(ports.values()).count(metrics_port) == 1
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and int(annotations["prometheus.io/port"]) == metrics_port
+    assert annotations.get("prometheus.io/path", "/metrics") == "/metrics"
+    routed = {
+        (service["metadata"]["name"], port.get("targetPort"))
+        for service in by_kind("Service").values()
+        if service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+        for port in service["spec"]["ports"]
+    }
+    assert all(target not in ("metrics", metrics_port) for _, target in routed), routed
+    services = by_kind("Service")
+    for ingress in by_kind("Ingress").values():  # the ingress reaches a Service port that targets `http` only
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                [target] = [
+                    p["targetPort"]
+                    for p in services[backend["name"]]["spec"]["ports"]
+                    if p["name"] == backend["port"]["name"]
+                ]
+                assert target == "http" and not path["path"].startswith("/metrics")
 
 
 def test_api_trusts_exactly_its_ingress_as_proxy() -> None:
@@ -144,6 +176,16 @@ def test_compose_settings_start() -> None:
         if name != "redis":
             settings = Settings(_env_file=None, **service["environment"])
             assert settings.ALLOW_DEV_LOGIN and settings.HOST == "0.0.0.0" and settings.PROXIES_COUNT == 0
+
+
+def test_compose_publishes_ports_on_loopback_only() -> None:
+    """It allows the dev login (anyone logs in as anyone): no published port may face a network."""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    published = [(name, port) for name, service in compose["services"].items() for port in service.get("ports", [])]
+    assert len(published) == 2, published
+    for name, port in published:
+        host, _, _ = str(port).rpartition(":")[0].rpartition(":")  # HOST:PUBLISHED:TARGET
+        assert host == "127.0.0.1", (name, port)
 
 
 def test_worker_deployment_probes_that_its_event_loop_turns() -> None:

@@ -64,7 +64,14 @@ async def test_hostile_inputs_never_give_500(client: httpx.AsyncClient, user: di
 
 
 async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
-    given = await client.get("/health", headers={"X-Request-ID": "trace-123"})
-    assert given.headers["X-Request-ID"] == "trace-123"
+    """A client's X-Request-ID is kept only when it is [A-Za-z0-9._-]{1,64} (PRODUCT.md, Operations)."""
+    for kept in ("trace-123", "a", "A.b_C-9" * 9 + "x", "x" * 64):
+        given = await client.get("/health", headers={"X-Request-ID": kept})
+        assert given.headers["X-Request-ID"] == kept
     made = await client.get("/health")
     assert len(made.headers["X-Request-ID"]) == 32
+    for replaced in ("x" * 65, "two words", "a/b", "a:b", '{"x":1}', "id\tx", "café", "%41"):
+        answer = await client.get("/health", headers={"X-Request-ID": replaced.encode()})
+        assert answer.status_code == 200
+        made_id = answer.headers["X-Request-ID"]
+        assert made_id != replaced and len(made_id) == 32 and all(c in "0123456789abcdef" for c in made_id)

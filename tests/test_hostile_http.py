@@ -10,6 +10,7 @@ test (hypothesis) that puts arbitrary bytes into every header and path parameter
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from urllib.parse import quote
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from config.settings import Settings
 from devstack.login import auth, dev_login
 from devstack.services import Api
-from tests.conftest import Processes, isolated_url
+from tests.conftest import Processes, eventually, isolated_url
 from tests.support.rawhttp import Reply, request_bytes, send, send_sync
 from tests.test_chat import new_chat
 from tests.test_chat import send as send_prompt
@@ -192,6 +193,63 @@ async def test_a_trickling_client_is_cut_at_the_head_deadline(processes: Process
     third = await asyncio.wait_for(reader.read(), 10)
     writer.close()
     assert third.startswith(b"HTTP/1.1 200 "), third[:200]
+
+
+async def test_a_body_trickled_byte_by_byte_is_cut_at_the_body_deadline(processes: Processes, redis_url: str) -> None:
+    """REQUEST_BODY_TIMEOUT_SECONDS (default 30) lowered to 2 s: counted from the head, whatever the pace."""
+    api = processes.api(isolated_url(redis_url), REQUEST_BODY_TIMEOUT_SECONDS="2")
+    body = b'{"code": "' + b"a" * 300 + b'"}'
+    for target in (b"/user/skill-description", b"/no/such/route"):  # a route, and a 404 whose body is drained
+        head = b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        started = time.monotonic()
+        writer.write(head)
+        answer = asyncio.ensure_future(reader.read())
+        await trickle_into(writer, body, 0.1, answer)  # 30 s of body at this pace: never idle for long
+        data = await asyncio.wait_for(answer, 30)
+        seconds = time.monotonic() - started
+        writer.close()
+        assert 1.8 <= seconds < 4, (target, seconds)
+        if target == b"/user/skill-description":
+            assert data.startswith(b"HTTP/1.1 408 "), data[:200]
+            assert b'{"message":' in data and b"connection: close" in data.lower()
+        else:  # answered 404 at once, then the connection is closed at the deadline
+            assert data.startswith(b"HTTP/1.1 404 "), data[:200]
+    # A body sent slowly but complete inside the deadline is served (401: no login, after reading it).
+    head = b"POST /user/skill-description HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    short = b'{"description": "x"}'
+    head += b"Content-Type: application/json\r\nContent-Length: " + str(len(short)).encode() + b"\r\n\r\n"
+    seconds, answer = await trickle(api.port, head + short, every=0.01)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+
+def test_body_deadline_default_is_30_seconds() -> None:
+    assert Settings.model_fields["REQUEST_BODY_TIMEOUT_SECONDS"].default == 30
+
+
+async def test_bytes_that_are_not_utf8_in_method_and_path_still_get_their_access_line(
+    processes: Processes, redis_url: str
+) -> None:
+    api = processes.api(isolated_url(redis_url), LOG_LEVEL="INFO")
+    for method, target in ((b"GET", b"/health/\xff\xfe"), (b"G\xc3\x28T", b"/\xe2\x82"), (b"\xff", b"/health")):
+        assert_json_error(await send(api.port, request_bytes(method, target)))
+    await send(api.port, request_bytes(b"GET", b"/health", [(b"X-Request-ID", b"last-one")]))
+
+    def lines() -> list[dict]:
+        return [json.loads(line) for line in api.output().splitlines() if line.startswith("{")]
+
+    await eventually(lambda: any(line.get("request_id") == "last-one" for line in lines()), within=10)
+    output = api.output()
+    assert "Traceback" not in output and "Error" not in output, output[-3000:]
+    assert all(line.startswith("{") for line in output.splitlines() if line.strip()), output[-3000:]
+    access = [
+        line for line in lines() if line.get("logger") == "backend.access" and line.get("request_id") != "last-one"
+    ]
+    assert len(access) == 3, access  # one line each, whatever Sanic could make of the head
+    assert {line["path"] for line in access} == {"/health/\\xff\\xfe", "/\\xe2\\x82", "/health"}, access
+    assert "\\udcff" in {line["method"] for line in access}, access  # the byte, escaped, not a traceback
+    assert all(isinstance(line["status"], int) and 400 <= line["status"] < 500 for line in access)
 
 
 def test_head_deadline_default_is_within_30_seconds() -> None:

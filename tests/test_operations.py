@@ -52,6 +52,49 @@ async def test_metrics_with_several_api_workers(processes: Processes, redis_url:
     assert float(line.split()[-1]) == 40.0  # summed over both worker processes
 
 
+async def test_metrics_port(processes: Processes, redis_url: str) -> None:
+    """METRICS_PORT set: /metrics is served there (every worker process's series, the cluster-wide
+    ones once this pod holds the lease), and the API port, where an ingress points, answers 404."""
+    port = free_port()
+    api = processes.api(isolated_url(redis_url), METRICS_PORT=str(port), API_WORKERS="2")
+    wait_for_port(port)
+    async with httpx.AsyncClient(base_url=api.url, timeout=20) as http:
+        for _ in range(20):
+            assert (await http.get("/health")).status_code == 200
+        hidden = await http.get("/metrics")
+        assert hidden.status_code == 404 and hidden.json()["message"]
+        assert ("/metrics", "get") not in {
+            (path, method)
+            for path, ops in (await http.get("/docs/openapi.json")).json()["paths"].items()
+            for method in ops
+        }
+
+        async def scrape() -> str:
+            answer = await http.get(f"http://127.0.0.1:{port}/metrics")
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+            return answer.text
+
+        text = await eventually(lambda: _with_cluster_series(scrape()), within=20)
+        health = sample(text, "ai_http_requests_total", method="GET", route="health", status="200")
+        assert health == 20.0  # summed over both worker processes
+        assert sample(text, "ai_api_shedding") == 0
+        for other in ("/", "/health", "/metrics/x"):
+            answer = await http.get(f"http://127.0.0.1:{port}{other}")
+            assert answer.status_code == 404 and answer.json()["message"], other
+    # A head that never ends is dropped, not held (5 s), and the server keeps answering.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\n")
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(f"http://127.0.0.1:{port}/metrics")).status_code == 200
+
+
+async def _with_cluster_series(scraped: object) -> str | None:
+    text = await scraped  # type: ignore[misc]
+    return text if sample(text, "ai_jobs_queue_depth", type="chat") is not None else None
+
+
 async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
     """A smoke test of /docs/openapi.json and /docs; tests/test_openapi.py checks them in depth."""
     spec = (await client.get("/docs/openapi.json")).json()

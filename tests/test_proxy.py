@@ -9,11 +9,14 @@ separate auth-code buckets, shared by both pods. A client talking to a pod direc
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,18 +28,23 @@ from tests.conftest import Processes, isolated_url
 
 LIMIT = 3  # auth-code calls per client address per minute
 
-NGINX_CONF = """
+NGINX_MAIN = """
 worker_processes 1;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
-    access_log off;
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
+{http}
+}}
+"""
+
+NGINX_CONF = """
+    access_log off;
     upstream api {{
         server 127.0.0.1:{pod1};
         server 127.0.0.1:{pod2};
@@ -53,8 +61,15 @@ http {{
             proxy_buffering off;
         }}
     }}
-}}
 """
+
+
+def readme_nginx_example() -> str:
+    """The nginx example of the README (Behind a proxy), as written there."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    match = re.search(r"```nginx\n(.*?)```", text, re.S)
+    assert match, "README: the nginx example is gone"
+    return textwrap.dedent(match.group(1))
 
 
 def nginx_binary() -> str | None:
@@ -62,12 +77,13 @@ def nginx_binary() -> str | None:
 
 
 class Nginx:
-    def __init__(self, pod_ports: tuple[int, int]) -> None:
+    def __init__(self, pod_ports: tuple[int, int], http: str | None = None) -> None:
+        """`http`: the http {} block's content (default NGINX_CONF), where {port}, {pod1}, {pod2}
+        and {dir} are filled in."""
         self.dir = Path(tempfile.mkdtemp(prefix="nginx-"))
         self.port = free_port()
-        (self.dir / "nginx.conf").write_text(
-            NGINX_CONF.format(dir=self.dir, port=self.port, pod1=pod_ports[0], pod2=pod_ports[1])
-        )
+        block = (http or NGINX_CONF).format(dir=self.dir, port=self.port, pod1=pod_ports[0], pod2=pod_ports[1])
+        (self.dir / "nginx.conf").write_text(NGINX_MAIN.format(dir=self.dir, http=block))
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, binary: str) -> Nginx:
@@ -161,3 +177,35 @@ async def test_a_direct_client_cannot_forge_its_address(processes: Processes, re
     # Another address on the same pod is its own client.
     async with client_from("127.0.0.6", direct.url) as other:
         assert (await auth_codes(other, 1))[0].status_code == 200
+
+
+async def test_the_readme_nginx_example_keeps_tickets_out_of_its_access_log(
+    processes: Processes, redis_url: str, nginx_bin: str
+) -> None:
+    """The README's example, with only its addresses and log path changed, proxies to two pods and
+    logs each request's path, never its query string (a stream ticket is a credential)."""
+    example = readme_nginx_example().replace("{", "{{").replace("}", "}}")
+    example = example.replace("server 127.0.0.1:8001;", "server 127.0.0.1:{pod1};")
+    example = example.replace("server 127.0.0.1:8002;", "server 127.0.0.1:{pod2};")
+    example = example.replace("listen 80;", "listen 127.0.0.1:{port};")
+    example = example.replace("/var/log/nginx/ai-backend.log", "{dir}/access.log")
+    assert example.count("{pod1}") == example.count("{pod2}") == example.count("{port}") == 1
+    url = isolated_url(redis_url)
+    pods = processes.api(url), processes.api(url)
+    nginx = Nginx((pods[0].port, pods[1].port), http=example).start(nginx_bin)
+    try:
+        secret = "st.1." + "S3cr3tT1cketValue" * 2
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{nginx.port}", timeout=10) as http:
+            answer = await http.get("/assistant/chat/1/stream", params={"ticket": secret, "lastEventId": "0-1"})
+            assert answer.status_code == 401, answer.text  # through nginx to a pod: a ticket nobody issued
+            assert (await http.get("/health")).status_code == 200
+        log = nginx.dir / "access.log"
+        for _ in range(50):  # nginx writes the line once the request ends
+            if log.exists() and "/health" in log.read_text():
+                break
+            await asyncio.sleep(0.1)
+        lines = log.read_text()
+        assert '"GET /assistant/chat/1/stream HTTP/1.1" 401' in lines, lines
+        assert secret not in lines and "ticket" not in lines and "lastEventId" not in lines, lines
+    finally:
+        nginx.stop()

@@ -12,11 +12,14 @@ import socket
 
 from backend.logs import configure_logging
 from backend.store.datastore import Store
+from backend.telemetry import tracing
 from config.settings import Settings, get_settings
+from workers import observe
 from workers.health import LoopHeartbeat, serve_health
 from workers.jobs.chat import ChatJob
 from workers.jobs.questions import QuestionsJob
 from workers.llm import make_llm
+from workers.observe import ObservedLLM
 from workers.retention import sweep_forever
 from workers.runner import JobHandler, Runner
 
@@ -24,9 +27,11 @@ log = logging.getLogger("workers")
 
 
 async def serve(settings: Settings, heartbeat: LoopHeartbeat | None = None) -> None:
+    observe.start_tracing()  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
     pulse = asyncio.create_task((heartbeat or LoopHeartbeat()).run())  # /healthz: the loop turns
     store = Store(settings, worker=True)
-    llm = make_llm(settings)
+    store.replies.on_finish = observe.reply_ended
+    llm = ObservedLLM(make_llm(settings), settings.LLM_MODEL if settings.LLM_PROVIDER != "fake" else "fake")
     chat = ChatJob(store, llm, settings.LLM_CONTEXT_TOKENS, settings.LLM_MAX_TOKENS, settings.JOB_LEASE_SECONDS)
     handlers: dict[str, JobHandler] = {"questions": QuestionsJob(store, llm, settings.QUESTION_COUNT), "chat": chat}
     consumer = f"{socket.gethostname()}-{os.getpid()}"
@@ -51,6 +56,7 @@ async def serve(settings: Settings, heartbeat: LoopHeartbeat | None = None) -> N
                 await task
         await llm.aclose()
         await store.close()
+        tracing.shutdown()  # the spans still buffered
         log.info("worker stopped", extra={"consumer": consumer})
 
 

@@ -25,3 +25,14 @@ PUBLISH_LATENCY = Histogram(
     "From a chunk handed to the publisher to Redis confirming it",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1),
 )
+# The objective on time to first event (README, Observability): from the prompt's job entering the
+# queue (its stream id is Redis' clock) to the LLM's first piece of the reply in this worker.
+FIRST_EVENT = Histogram(
+    "ai_reply_first_event_seconds",
+    "Chat: from the prompt's job entering the queue to the reply's first piece",
+    buckets=(0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30, 60),
+)
+LLM_ERRORS = Counter("ai_llm_errors_total", "LLM calls that failed (questions, chat)", ["kind"])
+for _kind in ("questions", "chat"):
+    LLM_ERRORS.labels(_kind)
+    LLM_CALL.labels(_kind)

@@ -6,7 +6,7 @@
 - Chat jobs are read before question jobs, and question jobs fill at most half of the slots, so
   prompts always find a free slot.
 - Attempts are counted in Redis (so they survive a worker's death). A failed attempt is retried
-  with exponential backoff and jitter, never sooner than the error's `retry_after`, up to
+  with exponential backoff and jitter, never sooner than the error's `retry_after` (at most 60 s), up to
   JOB_MAX_ATTEMPTS; an `AttemptFailed` that says a retry cannot help (`retryable = False`,
   workers/errors.py) ends the job at
   once. Then the handler's give_up() runs and the job becomes a dead letter; a job whose
@@ -32,7 +32,7 @@ from backend.backoff import Backoff, equal_jitter
 from backend.store import StoreUnavailable
 from backend.store.queue import Job, JobQueue
 from config.settings import Settings
-from workers import metrics
+from workers import metrics, observe
 from workers.errors import AttemptFailed
 
 log = logging.getLogger("workers.runner")
@@ -40,6 +40,8 @@ log = logging.getLogger("workers.runner")
 REPORT_SECONDS = 0.25
 REPORT_TTL_SECONDS = 5.0  # a worker silent this long (dead, or its loop stuck) no longer counts
 DURATION_WEIGHT = 0.2  # of the newest job in the moving average of a job type's length
+# An LLM server's Retry-After is honoured up to this: one answer must not park a slot for a day.
+RETRY_AFTER_MAX_SECONDS = 60.0
 
 
 class JobHandler(Protocol):
@@ -183,8 +185,10 @@ class Runner:
 
     async def _execute(self, job: Job) -> None:
         logs.request_id.set(job.request_id or None)  # this task's log lines carry it
+        observe.current_job.set(job)  # and its LLM calls' measurements (workers/observe.py)
         try:
-            await self._attempts(job)
+            with observe.job_span(job):  # a span continuing the API's trace, when tracing is on
+                await self._attempts(job)
         except asyncio.CancelledError:
             raise  # shutdown: _drain hands the job back
         except Exception as error:
@@ -241,8 +245,9 @@ class Runner:
 
     def retry_delay(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with jitter from JOB_RETRY_BASE_SECONDS, never sooner than the
-        provider's Retry-After."""
-        return max(equal_jitter(self.retry_base, attempt), retry_after or 0.0)
+        provider's Retry-After (capped at RETRY_AFTER_MAX_SECONDS: one answer cannot park a slot)."""
+        backoff = equal_jitter(self.retry_base, attempt)
+        return min(max(backoff, retry_after or 0.0), max(backoff, RETRY_AFTER_MAX_SECONDS))
 
     async def _give_up(self, handler: JobHandler, job: Job, error: BaseException | None) -> None:
         """Record the failure where the user sees it, then keep the job as a dead letter. When

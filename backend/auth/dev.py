@@ -1,7 +1,8 @@
 """The development login provider's pages (never mounted when ENVIRONMENT=production).
 
 /dev/login behaves like a provider's authorize page. The default OAUTH_REDIRECT_URI is the web
-playground (/) when it is on, else /dev/callback, which finishes the login by calling
+playground (/) when it is on, else /dev/callback: opened in a browser it starts a login, and back
+from /dev/login it finishes that login (only that one: its state must match) by calling
 /user/auth-callback and shows the token (it stays available either way).
 """
 
@@ -40,16 +41,37 @@ LOGIN_FORM = """<h1>Development login</h1>
 <label>User name <input name="username" required maxlength="64" autofocus></label>
 <button type="submit">Log in</button></form>"""
 
+# Opened without ?code it starts a login (keeping its state in this tab); back from the provider,
+# it finishes only the login it started, as the playground does: a code sent here by another
+# page (login CSRF: someone else's code) is refused before it reaches /user/auth-callback.
 CALLBACK_SCRIPT = """
+const KEY = 'devCallback.loginState';
 const q = new URLSearchParams(location.search);
-fetch('/user/auth-callback?' + new URLSearchParams({code: q.get('code') || '', state: q.get('state') || ''}))
-  .then(r => r.json().then(b => [r.status, b]))
-  .then(([status, b]) => {
-    document.querySelector('h1').textContent = status === 200 ? 'Logged in' : 'Login failed';
-    document.getElementById('out').textContent = status === 200
-      ? 'token: ' + b.token + '\\n\\ncurl -H "Authentication: Basic ' + b.token + '" ' + location.origin + '/user/info'
-      : b.message;
+const show = (title, text) => {
+  document.querySelector('h1').textContent = title;
+  document.getElementById('out').textContent = text;
+};
+if (!q.has('code') && !q.has('error')) {
+  fetch('/user/auth-code').then(r => r.json()).then(b => {
+    sessionStorage.setItem(KEY, b.state);
+    location.assign(b.loginUrl);
   });
+} else {
+  const expected = sessionStorage.getItem(KEY);
+  sessionStorage.removeItem(KEY);
+  history.replaceState(null, '', location.pathname);
+  if (q.get('error')) {
+    show('Login failed', 'The login provider said: ' + (q.get('error_description') || q.get('error')));
+  } else if (!expected || expected !== q.get('state')) {
+    show('Login failed', 'This login was not started from this page. Open it again to log in.');
+  } else {
+    fetch('/user/auth-callback?' + new URLSearchParams({code: q.get('code') || '', state: q.get('state') || ''}))
+      .then(r => r.json().then(b => [r.status, b]))
+      .then(([status, b]) => show(status === 200 ? 'Logged in' : 'Login failed', status !== 200 ? b.message
+        : 'token: ' + b.token + '\\n\\ncurl -H "Authentication: Basic ' + b.token + '" '
+          + location.origin + '/user/info'));
+  }
+}
 """
 
 CALLBACK = f"""<h1>Logging in…</h1><pre id="out"></pre>
@@ -127,7 +149,7 @@ async def login_submit(request: ApiRequest) -> HTTPResponse:
 @bp.get("/callback")
 @operation(
     "devCallbackPage",
-    "The development redirect page: finishes the login and shows the token",
+    "The development redirect page: starts a login, finishes that one and shows the token",
     store=False,
     responses={200: HTML_PAGE},
 )

@@ -28,7 +28,7 @@ from sanic.response import BaseHTTPResponse, HTTPResponse, raw
 
 from backend.admission import QueueWatch
 from backend.apidoc import Other, operation
-from backend.context import ApiRequest
+from backend.context import ApiRequest, App
 from backend.store import Memory, StoreUnavailable
 
 REQUESTS = Counter("ai_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"])
@@ -70,6 +70,11 @@ def shedding_families(watch: QueueWatch) -> list[Metric]:
     """This pod's view of the queue: what its load shedding acts on."""
     families: list[Metric] = [
         gauge(
+            "ai_api_queue_max_wait_seconds",
+            "QUEUE_MAX_WAIT_SECONDS: older waiting jobs make this pod shed load",
+            watch.max_wait,
+        ),
+        gauge(
             "ai_api_queue_wait_seconds",
             "Oldest job not yet taken by a worker, as this pod last saw it",
             round(watch.oldest_wait, 3),
@@ -100,9 +105,9 @@ def shedding_families(watch: QueueWatch) -> list[Metric]:
     return families
 
 
-async def cluster_families(request: ApiRequest) -> list[Metric]:
+async def cluster_families(app: App) -> list[Metric]:
     """Series of the whole deployment, read from Redis; exported by one pod (the lease holder)."""
-    queue = request.app.ctx.store.queue
+    queue = app.ctx.store.queue
     streams = await queue.streams()
     outcomes = await queue.outcomes()
     depth = GaugeMetricFamily(
@@ -133,7 +138,7 @@ async def cluster_families(request: ApiRequest) -> list[Metric]:
     return [depth, pending, oldest, dead, jobs]
 
 
-def exposition(families: list[Metric]) -> bytes:
+def render(families: list[Metric]) -> bytes:
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(Families(families))
     return generate_latest(scrape)
@@ -165,22 +170,29 @@ def memory_families(servers: list[Memory]) -> list[Metric]:
     },
 )
 async def metrics(request: ApiRequest) -> HTTPResponse:
+    return raw(await exposition(request.app), content_type=CONTENT_TYPE_LATEST)
+
+
+async def exposition(app: App) -> bytes:
+    """The whole /metrics body, on the API port or on METRICS_PORT (backend/ops/metrics_server.py)."""
     body = generate_latest(registry())
-    watch: QueueWatch = request.app.ctx.queue_watch
-    body += exposition(shedding_families(watch))
+    watch: QueueWatch = app.ctx.queue_watch
+    ready = await app.ctx.store.ping()  # what /ready answers: one PING a scrape
+    body += render([gauge("ai_api_ready", "Whether Redis answers this pod (/ready)", int(ready))])
+    body += render(shedding_families(watch))
     # Every pod, not only the leader: its lease is a write, which a full Redis refuses.
     try:
-        body += exposition(memory_families(await request.app.ctx.store.memory()))
+        body += render(memory_families(await app.ctx.store.memory()))
     except StoreUnavailable:
         body += b"# Redis memory unavailable: Redis did not answer\n"
     if not watch.leader:
         body += b"# cluster-wide job series are exported by one API pod (the metrics-leader lease)\n"
-        return raw(body, content_type=CONTENT_TYPE_LATEST)
+        return body
     try:
-        body += exposition(await cluster_families(request))
+        body += render(await cluster_families(app))
     except StoreUnavailable:
         body += b"# cluster-wide series unavailable: Redis did not answer\n"
-    return raw(body, content_type=CONTENT_TYPE_LATEST)
+    return body
 
 
 _series: dict[tuple[str, str, int], tuple[Any, Any]] = {}

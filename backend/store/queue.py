@@ -20,6 +20,7 @@ from backend.redis.errors import translate_errors
 from backend.redis.scripts import Scripts
 from backend.redis.wire import CommandPath, pack_command
 from backend.store import keys
+from backend.telemetry import tracing
 
 JobType = Literal["questions", "chat"]
 # Stream entries as the clients return them (decode_responses: str); redis-py annotates a union.
@@ -102,6 +103,16 @@ class JobQueue:
         """Append a job; any worker of the group takes it. Returns the stream entry id."""
         entry = {"type": job_type, "requestId": request_id, **{k: str(v) for k, v in fields.items()}}
         stream = keys.JOB_STREAMS[job_type]
+        if not tracing.enabled:
+            return await self._append(stream, entry)
+        attributes: dict[str, Any] = {"job.type": job_type}
+        with tracing.span(f"enqueue {job_type}", kind="PRODUCER", **attributes) as span:
+            entry.update(tracing.carrier())  # the worker's job span continues this trace (workers/observe.py)
+            job_id = await self._append(stream, entry)
+            span.set_attribute("job.id", job_id)
+            return job_id
+
+    async def _append(self, stream: str, entry: dict[str, str]) -> str:
         flat = [item for pair in entry.items() for item in pair]
         entry_id: bytes = await self.path.call_packed(pack_command("XADD", stream, "*", *flat), stream)
         return entry_id.decode()

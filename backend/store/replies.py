@@ -70,6 +70,9 @@ class Replies:
         self.log_ttl = log_ttl
         self.max_messages = max_messages  # history kept per chat when a reply is saved
         self.queued_ms = int(queued_seconds * 1000)  # a reply queued longer than this lost its job: ended
+        # Told the mode of every reply this process ends (once per reply: a second finish ends nothing);
+        # the API and the workers count them (backend/telemetry/replies.py: the objective on replies ending `done`).
+        self.on_finish: Callable[[str], None] | None = None
         self.lease_ms = int(lease_seconds * 700)  # renewed every lease/5: see README
         self.publish_command = "SPUBLISH" if sharded else "PUBLISH"
 
@@ -181,7 +184,7 @@ class Replies:
             data = sse.stopped_data()
         else:
             data = sse.done_data(finish_reason, usage)
-        return int(
+        ended = int(
             await self.scripts.finish_reply(
                 keys=[
                     keys.chat(user_id, chat_id),
@@ -208,6 +211,9 @@ class Replies:
                 ],
             )
         )
+        if ended and self.on_finish is not None:
+            self.on_finish(mode)
+        return ended
 
 
 MAX_BATCH = 256  # chunks per append call: bounds one script's time
