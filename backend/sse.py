@@ -13,8 +13,9 @@ alike: lua/append_chunk.lua and lua/finish_reply.lua build exactly what `frame()
 unit test runs them against a real Redis and parses their output here). finish_reply.lua also
 compacts a finished reply's log into one value; `expand_compacted` turns it back into frames.
 
-Outside the stores this module is read by the relay (backend/assistant/relay.py), the stream
-routes, the benchmarks' load clients (bench/) and the tests' SSE reader. It imports nothing of
+Besides the store (backend/store/replies.py, chats.py), this module is used by the relay
+(backend/assistant/relay.py), the stream routes, the benchmarks' load clients and minimal hub
+(bench/) and the tests' SSE reader (tests/support/sse.py). It imports nothing of
 the project, so every layer may use it.
 """
 
@@ -28,8 +29,6 @@ import orjson
 # `<generation>-<seq>`: ASCII digits, bounded, no leading zero (what the log writes).
 EVENT_ID_PATTERN = "^[1-9][0-9]{0,17}-(0|[1-9][0-9]{0,17})$"
 EVENT_ID = re.compile(r"([1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})", re.ASCII)
-FINAL_EVENTS = ("done", "error")
-CHUNK_DATA_PREFIX = b'{"content":'  # every chunk's and every final event's data starts so
 
 
 # --- event ids ---------------------------------------------------------------------------------

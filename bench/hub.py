@@ -33,9 +33,8 @@ async def connect(app: Sanic) -> None:
 
 
 async def read(pubsub: aioredis.client.PubSub) -> None:
-    while True:
-        message = await pubsub.get_message(timeout=1.0)
-        if message is not None and message["type"] == "message":
+    async for message in pubsub.listen():  # no timeout per message (get_message's costs a timer each)
+        if message["type"] == "message":
             queue = queues.get(message["channel"])
             if queue is not None:
                 queue.put_nowait(message["data"])
