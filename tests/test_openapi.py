@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -320,7 +319,6 @@ async def test_schemathesis_finds_nothing(processes: Processes, redis_url: str, 
     processes.worker(url, FAKE_LLM_TOKEN_DELAY_MS="0", WORKER_CONCURRENCY="16")
     async with httpx.AsyncClient(base_url=api.url) as http:
         token = await dev_login(http)
-    started = time.monotonic()
     run = await asyncio.to_thread(
         subprocess.run,
         [
@@ -356,7 +354,6 @@ async def test_schemathesis_finds_nothing(processes: Processes, redis_url: str, 
     summary = run.stdout[run.stdout.find("=== SUMMARY") :] if "=== SUMMARY" in run.stdout else run.stdout[-3000:]
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-3000:]
     assert "Tested: 20" in summary or "Tested:" in summary
-    assert time.monotonic() - started < 60, summary
 
 
 # ---- real answers match the models ----------------------------------------------------------------
