@@ -25,7 +25,7 @@ from devstack.services import ROOT, Api, Service, Worker
 SUPPORT = Path(__file__).parent / "support"
 
 
-# Under pytest-xdist (`make test`: -n 2) each worker process is a session of its own: its own
+# Under pytest-xdist (`make test`: -n 4) each worker process is a session of its own: its own
 # redis-server, stack and database numbers. On a Redis given by REDIS_URL the workers share the
 # server, so worker k of n takes the databases numbered k modulo n.
 XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
