@@ -80,19 +80,7 @@ def relay_run(
         redis_before = sum(cpu_seconds(pid) for pid in stack.redis_pids())
         started = time.monotonic()
         # Like several workers: the replies are split over PUBLISHERS processes.
-        publishers = [
-            run_json_process(
-                "bench.publisher",
-                {
-                    "redis_url": stack.redis.url,
-                    "cluster": cluster,
-                    "rate": rate,
-                    "chunks": int(rate * seconds),
-                    "replies": [{k: r[k] for k in ("user", "chat", "gen", "token")} for r in replies[part::PUBLISHERS]],
-                },
-            )
-            for part in range(PUBLISHERS)
-        ]
+        publishers = start_publishers(stack.redis.url, cluster, rate, seconds, replies)
         killed = 0
         if kill_subscribers_at is not None:
             time.sleep(kill_subscribers_at)
@@ -184,19 +172,7 @@ def hub_run(streams: int, rate: float, seconds: float = SECONDS) -> dict[str, An
         rss_open = rss_bytes(server.pid)
         cpu_before = cpu_seconds(server.pid)
         started = time.monotonic()
-        publishers = [
-            run_json_process(
-                "bench.publisher",
-                {
-                    "redis_url": stack.redis.url,
-                    "cluster": False,
-                    "rate": rate,
-                    "chunks": int(rate * seconds),
-                    "replies": [{k: r[k] for k in ("user", "chat", "gen", "token")} for r in replies[part::PUBLISHERS]],
-                },
-            )
-            for part in range(PUBLISHERS)
-        ]
+        publishers = start_publishers(stack.redis.url, False, rate, seconds, replies)
         published = [result_of(p, timeout=deadline + 60) for p in publishers]
         received = result_of(client, timeout=deadline + 60)
         busy = cpu_seconds(server.pid) - cpu_before
@@ -214,3 +190,22 @@ def hub_run(streams: int, rate: float, seconds: float = SECONDS) -> dict[str, An
         server.terminate()
         server.wait(10)
         stack.stop()
+
+
+def start_publishers(
+    redis_url: str, cluster: bool, rate: float, seconds: float, replies: list[dict[str, Any]]
+) -> list[subprocess.Popen[bytes]]:
+    """The replies' writers, split over PUBLISHERS processes (like several workers)."""
+    return [
+        run_json_process(
+            "bench.publisher",
+            {
+                "redis_url": redis_url,
+                "cluster": cluster,
+                "rate": rate,
+                "chunks": int(rate * seconds),
+                "replies": [{k: r[k] for k in ("user", "chat", "gen", "token")} for r in replies[part::PUBLISHERS]],
+            },
+        )
+        for part in range(PUBLISHERS)
+    ]
