@@ -35,23 +35,7 @@ def main() -> None:
     if settings.API_WORKERS == 1:
         Sanic.serve_single(primary=app)  # no manager process: signals reach the server directly
     else:
-        stop_waiting_for_acks_on_shutdown()
         Sanic.serve(primary=app, app_loader=loader)
-
-
-def stop_waiting_for_acks_on_shutdown() -> None:
-    """Sanic 25.12's manager waits for every worker's start-up acknowledgement before it acts on
-    a signal: a SIGTERM while workers still start (a rollout cut short) stops them, then holds the
-    pod 30 s until its deadlock guard kills everything. Shutting down counts as acknowledged, so
-    the manager goes on to the monitor loop, which ends on the shutdown message."""
-    from sanic.worker.manager import WorkerManager
-
-    acked = WorkerManager._all_workers_ack
-
-    def acked_or_shutting_down(self: WorkerManager) -> bool:
-        return bool(self._shutting_down) or bool(acked(self))  # type: ignore[no-untyped-call]  # Sanic's own, untyped
-
-    WorkerManager._all_workers_ack = acked_or_shutting_down  # type: ignore[method-assign]  # no hook for it
 
 
 if __name__ == "__main__":
