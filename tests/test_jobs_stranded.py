@@ -9,6 +9,7 @@ import signal
 import httpx
 import redis as sync_redis
 
+from backend.store import keys
 from devstack.login import auth, dev_login
 from tests.conftest import LlmStub, Processes, eventually, isolated_url, openai_env
 from tests.support.sse import read
@@ -64,6 +65,8 @@ async def test_a_reply_whose_job_was_lost_is_ended_and_the_chat_is_free(processe
         stream = await asyncio.wait_for(waiting, 10)
         assert stream.last.event == "error"  # ended by the reader within the lease, not forever
         processes.worker(url, JOB_LEASE_SECONDS="2")
+        # A worker still starting on a busy machine would let the next reply outwait its lease.
+        await eventually(lambda: admin.hlen(keys.WORKER_REPORTS) > 0, within=30)
         assert (await send(http, user, chat_id, "next")).last.event == "done"
     admin.close()
 
