@@ -40,6 +40,23 @@ def test_a_busy_loop_is_not_a_stalled_redis(redis_url: str) -> None:
     assert uvloop.run(scenario()) == b"PONG"
 
 
+def test_a_command_still_queued_on_a_busy_loop_is_not_a_stalled_redis(redis_url: str) -> None:
+    async def scenario() -> object:
+        connection = MultiplexedConnection(ServerAddress.from_url(redis_url), TIMEOUT)
+        try:
+            assert await connection.call("PING") == b"PONG"
+            protocol = connection._protocol
+            assert protocol is not None
+            answer = protocol.send(pack_command("PING"))  # queued: written at the end of the turn
+            time.sleep(4 * TIMEOUT)  # noqa: ASYNC251  (the turn goes on, on purpose)
+            connection.check_stalled()  # it has not waited on Redis at all yet
+            return await answer
+        finally:
+            await connection.close()
+
+    assert uvloop.run(scenario()) == b"PONG"
+
+
 def test_a_stalled_redis_still_fails_the_call_within_the_timeout() -> None:
     server = RedisServer(None).start()
     try:

@@ -132,9 +132,12 @@ class RespProtocol(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        # Each command's future, and when the write that carried it left (one list per write,
+        # stamped at the flush: a command queued on a busy loop has not waited on Redis yet).
+        self.waiting: collections.deque[tuple[asyncio.Future[Any], list[float]]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.outgoing: list[bytes] = []
+        self.batch: list[float] = []  # the stamp of the commands in `outgoing` (empty: not written yet)
         self.loop = asyncio.get_running_loop()
         self.closed: asyncio.Future[Exception] = self.loop.create_future()
 
@@ -157,6 +160,8 @@ class RespProtocol(asyncio.Protocol):
         if self.transport is not None and not self.lost:
             self.transport.write(b"".join(self.outgoing))
         self.outgoing.clear()
+        self.batch.append(self.loop.time())
+        self.batch = []
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
         """Write a packed command; the future gets its reply (an error reply as a RedisError)."""
@@ -164,7 +169,7 @@ class RespProtocol(asyncio.Protocol):
         if self.lost:
             future.set_exception(RedisConnectionError("Redis connection lost"))
             return future
-        self.waiting.append((future, self.loop.time()))
+        self.waiting.append((future, self.batch))
         self.write(command)
         return future
 
@@ -195,8 +200,11 @@ class RespProtocol(asyncio.Protocol):
             future.set_result(reply)
 
     def oldest_wait(self) -> float:
-        """Seconds the oldest unanswered command has waited (0 when none)."""
-        return self.loop.time() - self.waiting[0][1] if self.waiting else 0.0
+        """Seconds the oldest unanswered command has waited since it was written (0 when none,
+        or when it is still queued in this process)."""
+        if not self.waiting or not (written := self.waiting[0][1]):
+            return 0.0
+        return self.loop.time() - written[0]
 
     def unread(self) -> bool:
         """Has Redis sent bytes this process has not read yet? Then the wait is this process's
