@@ -114,3 +114,18 @@ async def test_a_writer_that_lost_the_reply_writes_nothing_more(store: Store) ->
     writer.push("ignored")
     assert not writer.busy
     assert [seq for seq, _ in await logged(store, user_id, chat_id, gen)] == [1]
+
+
+async def test_lease_renewals_renew_every_lease_on_either_path(store: Store) -> None:
+    leases = []
+    for index in range(40):  # more than one batch of the async path (MANY_IN_FLIGHT)
+        user_id, chat_id, gen = await claimed(store, f"t{index}")
+        leases.append((user_id, chat_id, gen, f"t{index}"))
+    for round_number in range(2):
+        for user_id, chat_id, _, _ in leases:
+            await store.redis.pexpire(keys.reply_lease(user_id, chat_id), 200)
+        if round_number == 1:
+            await store.redis.script_flush()  # the fallback path loads it
+        await store.replies.renew_many(leases)
+        ttls = [await store.redis.pttl(keys.reply_lease(u, c)) for u, c, _, _ in leases]
+        assert min(ttls) > 1000, ttls

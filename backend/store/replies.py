@@ -150,7 +150,7 @@ class Replies:
         calls: list[Call] = [
             ([keys.chat(u, c), keys.reply_lease(u, c)], [g, t, self.lease_ms]) for u, c, g, t in leases
         ]
-        await self.scripts.renew_reply.many(calls, path=self.heartbeats)
+        await self.scripts.renew_reply.send_many(calls, path=self.heartbeats)
 
     def writer(
         self,
