@@ -1,5 +1,6 @@
 """The LLM client's HTTP/1.1 transport: the `openai` package's httpx2 client, with its connections
-served by asyncio protocols and httptools' C parser instead of httpcore2, h11 and anyio.
+served by asyncio protocols and a parser made for streams of small chunks (workers/llm/http1.py)
+instead of httpcore2, h11 and anyio.
 
 Measured in B7 (README): httpcore2 spends a timer and a cancel scope per read (anyio's
 `fail_after`), h11 parses each chunk in Python, and its pool walks every connection (polling
@@ -11,8 +12,8 @@ read.
 It raises only httpx2's request errors (ConnectError, ConnectTimeout, ReadError, ReadTimeout,
 RemoteProtocolError, PoolTimeout, WriteError), so the `openai` package classifies failures
 exactly as before (APIConnectionError, APITimeoutError). HTTP/1.1 only: no proxies (make_client
-keeps httpx2's own transport when the environment names one), no 1xx or HEAD responses (Chat
-Completions sends neither).
+keeps httpx2's own transport when the environment names one), interim 1xx responses skipped, no
+HEAD requests (Chat Completions sends none).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import ssl
 import urllib.request
 from collections.abc import AsyncIterator
 
-import httptools
 import httpx2
+
+from workers.llm.http1 import ParserError, ResponseParser
 
 WATCH_SECONDS = 1.0  # how often read timeouts and idle keep-alive connections are checked
 HIGH_WATER = 256 * 1024  # body bytes buffered before the socket stops being read (flow control)
@@ -47,7 +49,7 @@ class Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         """Ready for the next response (a new parser: each message its own)."""
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = ResponseParser(self)
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
@@ -67,8 +69,8 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as error:
+            self.parser.feed(data)
+        except ParserError as error:
             self.fail(httpx2.RemoteProtocolError(f"invalid HTTP response: {error}"))
             return
         if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
@@ -85,7 +87,7 @@ class Connection(asyncio.Protocol):
             else httpx2.RemoteProtocolError("the server closed the connection before the response ended")
         )
 
-    # httptools callbacks
+    # the parser's callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
         lowered = name.lower()
@@ -93,8 +95,8 @@ class Connection(asyncio.Protocol):
             self.framed = True
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()  # known here (the parser resets it at the end)
+        self.status = self.parser.status
+        self.keep_alive = self.parser.keep_alive
         self.head_done = True
 
     def on_body(self, body: bytes) -> None:
