@@ -235,6 +235,8 @@ def run_b6(streams: int, max_wait: float | None, slots: int = WORKER_CONCURRENCY
             "redis_kib_per_reply": (redis_after - redis_before) / 1024 / max(1, admitted),
             "other_status": got["other_status"],
             "ended_otherwise": got["ended_otherwise"],
+            "endings": got["endings"],  # each non-done final event's message, and whether chunks came first
+            "ended_at_s": got["ended_at_s"],  # when they came (min, p50, max seconds after the POST)
             "per_second": got["per_second"],
             **worker_metrics(ports),
         }

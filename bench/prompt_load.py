@@ -21,6 +21,8 @@ import time
 from array import array
 from typing import Any
 
+import orjson
+
 from backend.sse import frame_event, frame_seq
 from bench.spec import percentile, serve_spec
 from bench.sse_load import SseStream
@@ -36,6 +38,9 @@ class Totals:
         self.connect_failed = 0
         self.completed = 0  # final event `done`
         self.ended_otherwise: dict[str, int] = {}  # other final events (error, ...)
+        # Why they ended: "<event>: <message> (after <n> chunks? yes/no)" -> count, and when (s after the POST).
+        self.endings: dict[str, int] = {}
+        self.ended_at = array("d")
         self.broken = 0  # admitted, then closed before a final event
         self.events = 0
         self.gaps = 0
@@ -127,6 +132,9 @@ class PromptStream(SseStream):
                     totals.completed += 1
                 else:
                     totals.ended_otherwise[name] = totals.ended_otherwise.get(name, 0) + 1
+                    why = f"{name}: {ending_message(frame)} ({'after chunks' if seq > 1 else 'no chunk'})"
+                    totals.endings[why] = totals.endings.get(why, 0) + 1
+                    totals.ended_at.append(now - self.sent)
                 self.ended = True
                 self.transport.close()
                 break
@@ -148,6 +156,15 @@ class PromptStream(SseStream):
             self.offsets = array("d")
         if not self.done.done():
             self.done.set_result(None)
+
+
+def ending_message(frame: bytes) -> str:
+    """The `message` of a final event's data (an error's text), or its raw data."""
+    data = next((line[6:] for line in frame.split(b"\n") if line.startswith(b"data: ")), b"")
+    try:
+        return str(orjson.loads(data).get("message", data.decode()))
+    except (orjson.JSONDecodeError, AttributeError):
+        return data.decode(errors="replace")
 
 
 def request_bytes(host: str, request: dict[str, Any]) -> bytes:
@@ -202,6 +219,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "connect_failed": totals.connect_failed,
         "completed": totals.completed,
         "ended_otherwise": totals.ended_otherwise,
+        "endings": totals.endings,
+        "ended_at_s": [percentile(totals.ended_at, q) for q in (0.0, 0.5, 1.0)] if totals.ended_at else [],
         "broken": totals.broken,
         "hung": count - sum(f.done() for f in done),
         "events": totals.events,

@@ -116,6 +116,18 @@ class ClusterConnections:
         """Run a packed EVALSHA whose keys share `key`'s slot on the node that owns it."""
         return await self._routed(key, lambda connection, asking: connection.evalsha(source, command, asking=asking))
 
+    def send_nowait(self, command: bytes, key: str | bytes) -> asyncio.Future[Any] | None:
+        """Write one packed command to the node the map last named, now (see
+        MultiplexedConnection.send_nowait); None when the map or the connection is not there yet.
+        A redirection comes back as the future's error: the caller then takes the routed path."""
+        if not self.topology.cluster.nodes_manager.slots_cache:
+            return None
+        try:
+            node = self.topology.known_node_for(key)
+        except RedisClusterException:
+            return None
+        return self._at(node).send_nowait(command)
+
     async def _routed(self, key: str | bytes, send: Callable[[MultiplexedConnection, bool], Awaitable[Any]]) -> Any:
         target: Node | None = None
         asking = False

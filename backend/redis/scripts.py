@@ -58,6 +58,25 @@ class Script:
         for start in range(0, len(calls), MANY_IN_FLIGHT):
             await asyncio.gather(*(self(keys, args, path=path) for keys, args in calls[start : start + MANY_IN_FLIGHT]))
 
+    async def send_many(self, calls: Sequence[Call], *, path: CommandPath) -> None:
+        """Run it once per (keys, args), every call written at once with no task or coroutine
+        per call (a busy worker's lease renewals: hundreds of calls, whose answers only resolve
+        futures). Calls that could not be written now, or failed, go again through `many`
+        (which connects, loads the script, raises what Redis answered)."""
+        written: list[tuple[asyncio.Future[Any], Sequence[Key], Sequence[Arg]]] = []
+        again: list[Call] = []
+        for keys, args in calls:
+            answer = path.send_nowait(pack_command("EVALSHA", self.sha, len(keys), *keys, *args), keys[0])
+            if answer is None:
+                again.append((keys, args))
+            else:
+                written.append((answer, keys, args))
+        if written:
+            await asyncio.wait([answer for answer, _, _ in written])
+            again += [(keys, args) for answer, keys, args in written if answer.cancelled() or answer.exception()]
+        if again:
+            await self.many(again, path=path)
+
     async def raw(self, command: bytes, key: str | bytes) -> Any:
         """A call packed by the caller (`prefix()` plus its arguments), answered as bytes: the
         hottest calls pack their fixed part once."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import select
 import socket
 import ssl
 from collections.abc import Callable
@@ -131,9 +132,12 @@ class RespProtocol(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        # Each command's future, and when the write that carried it left (one list per write,
+        # stamped at the flush: a command queued on a busy loop has not waited on Redis yet).
+        self.waiting: collections.deque[tuple[asyncio.Future[Any], list[float]]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.outgoing: list[bytes] = []
+        self.batch: list[float] = []  # the stamp of the commands in `outgoing` (empty: not written yet)
         self.loop = asyncio.get_running_loop()
         self.closed: asyncio.Future[Exception] = self.loop.create_future()
 
@@ -156,6 +160,8 @@ class RespProtocol(asyncio.Protocol):
         if self.transport is not None and not self.lost:
             self.transport.write(b"".join(self.outgoing))
         self.outgoing.clear()
+        self.batch.append(self.loop.time())
+        self.batch = []
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
         """Write a packed command; the future gets its reply (an error reply as a RedisError)."""
@@ -163,7 +169,7 @@ class RespProtocol(asyncio.Protocol):
         if self.lost:
             future.set_exception(RedisConnectionError("Redis connection lost"))
             return future
-        self.waiting.append((future, self.loop.time()))
+        self.waiting.append((future, self.batch))
         self.write(command)
         return future
 
@@ -194,8 +200,23 @@ class RespProtocol(asyncio.Protocol):
             future.set_result(reply)
 
     def oldest_wait(self) -> float:
-        """Seconds the oldest unanswered command has waited (0 when none)."""
-        return self.loop.time() - self.waiting[0][1] if self.waiting else 0.0
+        """Seconds the oldest unanswered command has waited since it was written (0 when none,
+        or when it is still queued in this process)."""
+        if not self.waiting or not (written := self.waiting[0][1]):
+            return 0.0
+        return self.loop.time() - written[0]
+
+    def unread(self) -> bool:
+        """Has Redis sent bytes this process has not read yet? Then the wait is this process's
+        event loop, busy elsewhere, not Redis (the answers come in order: the oldest's is there)."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return bool(readable)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(RedisConnectionError(f"Redis connection lost: {exc}" if exc else "Redis closed the connection"))
@@ -358,9 +379,18 @@ class MultiplexedConnection:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.timeout / 4)
-            protocol = self._protocol
-            if protocol is not None and protocol.oldest_wait() > self.timeout:
-                protocol.fail(RedisTimeoutError(f"Redis did not answer within {self.timeout} s"))
+            self.check_stalled()
+
+    def check_stalled(self) -> None:
+        """Close the connection when its oldest command got no answer within the timeout.
+
+        A starved event loop (a worker at full CPU: one turn of its loop can take seconds) reads
+        late: an answer waiting unread in the socket is no stall. Closing the connection then
+        failed every call on it, the writers' lease renewals too, and the API ended their
+        replies as abandoned (B6 over HTTP, README)."""
+        protocol = self._protocol
+        if protocol is not None and protocol.oldest_wait() > self.timeout and not protocol.unread():
+            protocol.fail(RedisTimeoutError(f"Redis did not answer within {self.timeout} s"))
 
     async def call(self, *parts: bytes | str | int | float) -> Any:
         return await self.call_packed(pack_command(*parts))
@@ -379,6 +409,15 @@ class MultiplexedConnection:
             if isinstance(result, BaseException):
                 raise result
         return outcome[1]
+
+    def send_nowait(self, command: bytes, key: str | bytes = b"") -> asyncio.Future[Any] | None:
+        """Write one packed command now, without a task or an await: the future of its reply,
+        or None when there is no live connection (then the caller takes the async path, which
+        connects). The hottest writer (one call per chunk) waits on it with a callback."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost:
+            return None
+        return protocol.send(command)
 
     async def evalsha(self, script_source: str, command: bytes, key: str | bytes = b"", *, asking: bool = False) -> Any:
         """Run a packed EVALSHA; a Redis restarted without its scripts gets the script loaded."""
@@ -405,6 +444,8 @@ class CommandPath(Protocol):
     async def call_packed(self, command: bytes, key: str | bytes) -> Any: ...
 
     async def evalsha(self, script_source: str, command: bytes, key: str | bytes) -> Any: ...
+
+    def send_nowait(self, command: bytes, key: str | bytes) -> asyncio.Future[Any] | None: ...
 
     async def close(self) -> None: ...
 

@@ -12,7 +12,7 @@ import collections
 import time
 from collections.abc import Callable
 from enum import IntEnum, StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from backend import sse
 from backend.redis.clients import AnyRedis
@@ -150,7 +150,7 @@ class Replies:
         calls: list[Call] = [
             ([keys.chat(u, c), keys.reply_lease(u, c)], [g, t, self.lease_ms]) for u, c, g, t in leases
         ]
-        await self.scripts.renew_reply.many(calls, path=self.heartbeats)
+        await self.scripts.renew_reply.send_many(calls, path=self.heartbeats)
 
     def writer(
         self,
@@ -223,28 +223,36 @@ class ReplyWriter:
     """The chunks of one reply, appended in order by lua/append_chunk.lua, fenced by (generation,
     token).
 
-    `push()` never waits: chunks that arrive while a call is on its way go together in the next
-    call (one Lua call and one published message for all of them, still one log entry and event
-    id each), so Redis does less per chunk exactly when chunks come fast. The EVALSHA is packed
-    once up to its chunks and sent on the script path (to the node of the reply's slot on a
-    Cluster). A call that fails because Redis is unavailable (a stall, a failover) is retried for
-    up to `retry_seconds`, the same chunks under the same first seq, so it is appended once;
-    readers see a pause, not a broken reply.
+    `push()` never waits: the chunks pushed in one turn of the event loop, and those that arrive
+    while a call is on its way, go together in the next call (one Lua call and one published
+    message for all of them, still one log entry and event id each), so Redis does less per
+    chunk exactly when chunks come fast. The EVALSHA is packed once up to its chunks and written
+    straight onto the script path's connection, its answer taken by a callback: no task, no
+    coroutine and no timer per chunk (they were a third of a worker's CPU per token). A call
+    that fails (Redis unavailable: a stall, a failover; or a script to load again) goes on in a
+    task on the async path, retried for up to `retry_seconds`, the same chunks under the same
+    first seq, so it is appended once; readers see a pause, not a broken reply.
     """
 
     __slots__ = (
+        "busy",
+        "closed",
+        "command",
         "error",
         "fenced",
         "fixed",
+        "in_flight",
         "keys",
+        "loop",
         "on_batch",
         "pending",
         "prefix",
         "pushed_at",
         "replies",
         "retry_seconds",
-        "sending",
+        "retrying",
         "seq",
+        "waiters",
     )
 
     def __init__(
@@ -274,21 +282,30 @@ class ReplyWriter:
         self.pushed_at: collections.deque[float] = collections.deque()
         self.seq = 0  # of the last chunk Redis confirmed
         self.pending: list[bytes] = []  # data, content, data, content, ...
-        self.sending: asyncio.Task[None] | None = None
+        self.in_flight: list[bytes] = []  # the chunks of the call on its way
+        self.command = b""  # that call, packed (sent again as it is when retried)
+        self.busy = False  # a call is scheduled, on its way, or being retried
+        self.retrying: asyncio.Task[None] | None = None
+        self.waiters: list[asyncio.Future[None]] = []  # drain() calls waiting for the writer to be idle
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.fenced = False  # stopped, deleted or taken over: nothing more is written
+        self.closed = False
         self.error: StoreUnavailable | None = None
 
     def push(self, content: str, **extra: object) -> None:
-        """Queue a chunk; it is sent at once, or with the next call if one is on its way. `extra`
-        data fields are for benchmarks (a publish time), never for clients."""
-        if self.fenced or self.error is not None:
+        """Queue a chunk; it leaves at the end of this loop turn, or with the next call if one
+        is on its way. `extra` data fields are for benchmarks (a publish time), never for clients."""
+        if self.fenced or self.error is not None or self.closed:
             return
         self.pending.append(sse.chunk_data(content, **extra))
         self.pending.append(content.encode())
         if self.on_batch is not None:
             self.pushed_at.append(time.monotonic())
-        if self.sending is None or self.sending.done():
-            self.sending = asyncio.get_running_loop().create_task(self._send())
+        if not self.busy:
+            self.busy = True
+            if self.loop is None:
+                self.loop = asyncio.get_running_loop()
+            self.loop.call_soon(self._send)
 
     async def append(self, content: str, **extra: object) -> int:
         """Push a chunk and wait for it: its seq, 0 when this writer has been fenced out."""
@@ -298,40 +315,100 @@ class ReplyWriter:
     async def drain(self) -> bool:
         """Wait until every pushed chunk is in Redis; False when the writer was fenced out.
         Raises StoreUnavailable when Redis stayed unavailable past `retry_seconds`."""
-        while self.sending is not None and not self.sending.done():
-            await asyncio.shield(self.sending)
+        while self.busy:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            await waiter
         if self.error is not None:
             raise self.error
         return not self.fenced
 
     def close(self) -> None:
         """Stop sending (the reply is over for this writer)."""
-        if self.sending is not None:
-            self.sending.cancel()
+        self.closed = True
+        self.pending.clear()
+        if self.retrying is not None:
+            self.retrying.cancel()
+        self._idle()
 
-    async def _send(self) -> None:
-        while self.pending and not self.fenced:
-            batch, self.pending = self.pending[: 2 * MAX_BATCH], self.pending[2 * MAX_BATCH :]
-            try:
-                last = await self._call(self.seq + 1, batch)
-            except StoreUnavailable as error:
-                self.error = error
-                self.pending.clear()
-                return
-            if not last:
-                self.fenced = True
-                self.pending.clear()
-                return
-            self.seq = last
-            if self.on_batch is not None:
-                now = time.monotonic()
-                self.on_batch([now - self.pushed_at.popleft() for _ in range(len(batch) // 2)])
+    def _idle(self) -> None:
+        self.busy = False
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
-    async def _call(self, first: int, batch: list[bytes]) -> int:
-        """One append_chunk call (retried: the same first seq is appended once)."""
+    def _send(self) -> None:
+        """Write the next call (the pending chunks, up to MAX_BATCH) onto the connection."""
+        if self.closed or self.fenced or not self.pending:
+            self._idle()
+            return
+        self.in_flight, self.pending = self.pending[: 2 * MAX_BATCH], self.pending[2 * MAX_BATCH :]
+        self.command = self.prefix.with_args(b"%d" % (self.seq + 1), *self.in_flight)
+        answer = self.replies.scripts.append_chunk.path.send_nowait(self.command, self.keys[0])
+        if answer is None:  # no live connection: the async path connects
+            self._retry()
+        else:
+            answer.add_done_callback(self._answered)
 
-        async def call() -> int:
-            command = self.prefix.with_args(b"%d" % first, *batch)
-            return int(await self.replies.scripts.append_chunk.raw(command, self.keys[0]))
+    def _answered(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            self._retry()
+            return
+        error = future.exception()  # taken here either way: never "exception was never retrieved"
+        if self.closed:
+            return
+        if error is not None:
+            self._retry()
+            return
+        try:
+            last = int(future.result())  # append_chunk.lua answers an integer
+        except (TypeError, ValueError) as wrong:
+            self._failed(StoreUnavailable(f"append_chunk answered {future.result()!r}: {wrong}"))
+            return
+        self._confirmed(last)
 
-        return await retried(call, self.retry_seconds)
+    def _confirmed(self, last: int) -> None:
+        if not last:
+            self.fenced = True
+            self.pending.clear()
+            self.pushed_at.clear()
+            self._idle()
+            return
+        self.seq = last
+        if self.on_batch is not None:
+            now = time.monotonic()
+            self.on_batch([now - self.pushed_at.popleft() for _ in range(len(self.in_flight) // 2)])
+        self.in_flight = []
+        self._send()  # what arrived meanwhile goes at once, or the writer is idle
+
+    def _failed(self, error: StoreUnavailable) -> None:
+        self.error = error
+        self.pending.clear()
+        self.pushed_at.clear()
+        self._idle()
+
+    def _retry(self) -> None:
+        """The call failed or could not be written: the async path, retried within the bound."""
+        if self.closed:
+            return
+        self.retrying = asyncio.get_running_loop().create_task(self._retried(self.command))
+
+    async def _retried(self, command: bytes) -> None:
+        script = self.replies.scripts.append_chunk
+
+        async def call() -> int:  # the same chunks under the same first seq: appended once
+            return int(await script.raw(command, self.keys[0]))
+
+        try:
+            last = await retried(call, self.retry_seconds)
+        except StoreUnavailable as error:
+            self._failed(error)
+            return
+        except Exception as error:  # not an outage (an answer that is not a seq): the chunks are lost all the same
+            self._failed(StoreUnavailable(f"appending chunks failed: {error!r}"))
+            return
+        finally:
+            self.retrying = None
+        if not self.closed:
+            self._confirmed(last)

@@ -30,6 +30,7 @@ from workers.llm.base import ContextOverflow, GeneratedQuestion, LLMError, Quest
 from workers.llm.events import sse_pieces
 from workers.llm.refusals import context_overflow, refused_parameter, refuses_response_format
 from workers.llm.structured import OutputMode, next_mode, parse_answer, schema_text
+from workers.llm.transport import Http1Transport, proxied
 
 log = logging.getLogger("workers.llm")
 
@@ -90,12 +91,16 @@ def make_client(settings: Settings) -> AsyncOpenAI:
     # One connection per job slot, kept alive: the package's default pool (1,000 connections, 100
     # kept alive) would hold replies past the 1,000th and open a new connection for most others.
     slots = settings.WORKER_CONCURRENCY
+    # Our HTTP/1.1 transport (workers/llm/transport.py: a fraction of httpcore2's CPU per chunk
+    # and per request), unless the environment names a proxy: httpx2's own transport honours it.
+    transport: dict[str, Any] = {} if proxied() else {"transport": Http1Transport(max_connections=slots)}
     common: dict[str, Any] = {
         "timeout": settings.LLM_TIMEOUT_SECONDS,
         "max_retries": 0,
         "http_client": openai.DefaultAsyncHttpxClient(
             timeout=settings.LLM_TIMEOUT_SECONDS,
             limits=httpx2.Limits(max_connections=slots, max_keepalive_connections=slots),
+            **transport,
         ),
     }
     if settings.LLM_PROVIDER == "azure":
