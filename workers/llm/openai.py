@@ -92,8 +92,13 @@ def make_client(settings: Settings) -> AsyncOpenAI:
     # kept alive) would hold replies past the 1,000th and open a new connection for most others.
     slots = settings.WORKER_CONCURRENCY
     # Our HTTP/1.1 transport (workers/llm/transport.py: a fraction of httpcore2's CPU per chunk
-    # and per request), unless the environment names a proxy: httpx2's own transport honours it.
-    transport: dict[str, Any] = {} if proxied() else {"transport": Http1Transport(max_connections=slots)}
+    # and per request) for a plain-HTTP server (vLLM, Ollama, llama.cpp in the cluster or on the
+    # host), where it is tested. A TLS server (OpenAI, Azure) and a proxy keep httpx2's own
+    # transport, the one the `openai` package is tested with.
+    server = settings.AZURE_OPENAI_ENDPOINT if settings.LLM_PROVIDER == "azure" else settings.OPENAI_BASE_URL
+    plain_http = server.startswith("http://")
+    own = plain_http and not proxied()
+    transport: dict[str, Any] = {"transport": Http1Transport(max_connections=slots)} if own else {}
     common: dict[str, Any] = {
         "timeout": settings.LLM_TIMEOUT_SECONDS,
         "max_retries": 0,
