@@ -41,6 +41,14 @@ def unavailable(error: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"{type(error).__name__}: {error}")
 
 
+def cancelling() -> bool:
+    """Whether the running task is being cancelled. Python 3.11's asyncio.timeout() turns a
+    cancellation that meets its deadline into TimeoutError: such a task must still end, not see a
+    Redis failure that its loop would catch and carry on from (a shutdown that never finishes)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def retried(call: Callable[[], Awaitable[T]], seconds: float) -> T:
     """`call()`, tried again with backoff and jitter while Redis cannot serve it (a stall, a
     failover), for up to `seconds`; then StoreUnavailable. Only for calls that are safe to repeat."""
@@ -50,6 +58,8 @@ async def retried(call: Callable[[], Awaitable[T]], seconds: float) -> T:
         try:
             return await call()
         except (StoreUnavailable, *REDIS_FAILURES) as error:
+            if cancelling():
+                raise asyncio.CancelledError from error
             wait = backoff.next()
             if time.monotonic() + wait > deadline:
                 raise error if isinstance(error, StoreUnavailable) else unavailable(error) from error
@@ -62,6 +72,8 @@ def _translate(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return await method(*args, **kwargs)
         except REDIS_FAILURES as error:
+            if cancelling():
+                raise asyncio.CancelledError from error
             raise unavailable(error) from error
 
     return wrapper
