@@ -96,10 +96,7 @@ def relay_run(
             "streams": streams,
             "rate": rate,
             **received,
-            "published_per_second": sum(p["chunks_per_second"] for p in published),
-            "publish_p99_ms": max(p["publish_p99_ms"] for p in published),
-            "writers_failed": sum(p["writers_failed"] for p in published),
-            "writer_error": next((p["writer_error"] for p in published if p["writer_error"]), None),
+            **publisher_figures(published),
             "api_cpu_percent": 100 * busy / wall,
             # Redis's CPU per delivered event (every node of a cluster): what a chunk costs Redis.
             "redis_us_per_event": redis_busy * 1e6 / max(1, received["events"]),
@@ -180,9 +177,7 @@ def hub_run(streams: int, rate: float, seconds: float = SECONDS) -> dict[str, An
             "streams": streams,
             "rate": rate,
             **received,
-            "published_per_second": sum(p["chunks_per_second"] for p in published),
-            "publish_p99_ms": max(p["publish_p99_ms"] for p in published),
-            "writers_failed": sum(p["writers_failed"] for p in published),
+            **publisher_figures(published),
             "api_cpu_percent": 100 * busy / (time.monotonic() - started),
             "kib_per_stream": (rss_open - rss_before) / 1024 / streams,
         }
@@ -209,3 +204,13 @@ def start_publishers(
         )
         for part in range(PUBLISHERS)
     ]
+
+
+def publisher_figures(published: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the publishers measured, added up over the processes."""
+    return {
+        "published_per_second": sum(p["chunks_per_second"] for p in published),
+        "publish_p99_ms": max(p["publish_p99_ms"] for p in published),
+        "writers_failed": sum(p["writers_failed"] for p in published),
+        "writer_error": next((p["writer_error"] for p in published if p["writer_error"]), None),
+    }

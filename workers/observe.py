@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -80,6 +80,21 @@ def _failed(span: Any, error: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, type(error).__name__))
 
 
+@contextlib.contextmanager
+def _observed(kind: str, span: Any) -> Iterator[None]:
+    """One LLM call: an LLMError is counted (and marks the span); the span ends with the call."""
+    try:
+        yield
+    except LLMError as error:
+        metrics.LLM_ERRORS.labels(kind).inc()
+        if span is not None:
+            _failed(span, error)
+        raise
+    finally:
+        if span is not None:
+            span.end()
+
+
 class ObservedLLM:
     def __init__(self, llm: LLM, model: str) -> None:
         self.llm = llm
@@ -87,24 +102,15 @@ class ObservedLLM:
 
     async def generate_questions(self, description: str, count: int) -> list[GeneratedQuestion]:
         span = _llm_span("questions", self.model) if tracing.enabled else None
-        try:
-            questions = await self.llm.generate_questions(description, count)
-        except LLMError as error:
-            metrics.LLM_ERRORS.labels("questions").inc()
-            if span is not None:
-                _failed(span, error)
-            raise
-        finally:
-            if span is not None:
-                span.end()
-        return questions
+        with _observed("questions", span):
+            return await self.llm.generate_questions(description, count)
 
     async def stream_reply(self, messages: list[dict[str, str]]) -> AsyncIterator[str | ReplyEnd]:
         job = current_job.get()
         span = _llm_span("chat", self.model) if tracing.enabled else None
         started = time.perf_counter()
         first = True
-        try:
+        with _observed("chat", span):
             async for piece in self.llm.stream_reply(messages):
                 if isinstance(piece, ReplyEnd):
                     if span is not None:
@@ -118,14 +124,6 @@ class ObservedLLM:
                         span.set_attribute("llm.time_to_first_token_seconds", time.perf_counter() - started)
                         span.add_event("first token")
                 yield piece
-        except LLMError as error:
-            metrics.LLM_ERRORS.labels("chat").inc()
-            if span is not None:
-                _failed(span, error)
-            raise
-        finally:
-            if span is not None:
-                span.end()
 
     async def aclose(self) -> None:
         await self.llm.aclose()
