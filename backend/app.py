@@ -11,7 +11,7 @@ import time
 from sanic import Sanic
 from sanic.response import BaseHTTPResponse
 
-from backend import cors, errors, headers, logs
+from backend import cors, errors, headers, heap, logs
 from backend.admission import QueueWatch
 from backend.assistant.relay import ReplyRelay
 from backend.assistant.routes import bp as assistant_bp
@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None, name: str = "backend") -> App:
         app.ctx.metrics_server = None
         if settings.METRICS_PORT:
             app.ctx.metrics_server = await metrics_server.start(app, settings.HOST, settings.METRICS_PORT)
+        heap.freeze_startup()
 
     @app.before_server_stop
     async def end_streams(app: App) -> None:

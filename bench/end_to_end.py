@@ -28,7 +28,7 @@ import httpx
 import redis as sync_redis
 
 from backend.store.datastore import Store
-from bench.harness import ROOT, Stack, cpu_seconds, result_of, rss_bytes, run_json_process
+from bench.harness import ROOT, Sampled, Stack, cpu_seconds, result_of, rss_bytes, run_json_process
 from bench.worker import histogram_quantile
 from config.settings import Settings
 from devstack.login import auth
@@ -172,6 +172,7 @@ def run_b6(streams: int, max_wait: float | None, slots: int = WORKER_CONCURRENCY
         # Room for every event even when the box delivers only 15k events/s.
         deadline = offered_seconds + 30 + streams * reply_tokens() / 15_000
         started = time.monotonic()
+        sampled = Sampled(f"B6-{streams}", {k: v for k, v in pids.items() if k != "redis"}, SPREAD_SECONDS + 4)
         client = run_json_process(
             "bench.prompt_load",
             {
@@ -194,6 +195,7 @@ def run_b6(streams: int, max_wait: float | None, slots: int = WORKER_CONCURRENCY
             rss_peak = max(rss_peak, rss_bytes(api.process.pid))
             time.sleep(0.2)
         wall = time.monotonic() - started
+        sampled.wait()
         redis_after = redis_memory(stack)  # every admitted reply over, its log kept for REPLY_LOG_TTL_SECONDS
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = {name: sum(cpu_seconds(p) for p in group) - cpu_before[name] for name, group in pids.items()}

@@ -75,6 +75,29 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+class Sampled:
+    """With BENCH_PYSPY set to a py-spy binary (a profiler, not a dependency: `pip install py-spy`
+    anywhere), each process of `pids` is sampled for `seconds` while a run goes on; the collapsed
+    stacks land in bench/results/<name>-<role>-<pid>.txt (`python -m bench.stacks FILE` sums them)."""
+
+    def __init__(self, name: str, pids: dict[str, list[int]], seconds: float) -> None:
+        self.recorders: list[subprocess.Popen[bytes]] = []
+        spy = os.environ.get("BENCH_PYSPY")
+        if not spy:
+            return
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        for role, group in pids.items():
+            for pid in group:
+                out = RESULTS / f"{name}-{role}-{pid}.txt"
+                command = [spy, "record", "--format", "raw", "--nonblocking", "-r", "200"]
+                command += ["-d", str(int(seconds)), "-p", str(pid), "-o", str(out)]
+                self.recorders.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def wait(self) -> None:
+        for recorder in self.recorders:
+            recorder.wait(120)
+
+
 def run_json_process(module: str, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
     """Start `python -m module SPEC RESULT`; read the result with `result_of`."""
     spec_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)

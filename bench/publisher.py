@@ -11,6 +11,7 @@ import contextlib
 import time
 from array import array
 
+from backend import heap
 from backend.store import StoreUnavailable
 from backend.store.datastore import Store
 from bench.spec import percentile, serve_spec
@@ -62,6 +63,8 @@ async def run(spec: dict) -> dict:
     spread = 1 / spec["rate"]  # stagger the streams over one interval
     started = time.time()
     heartbeat = asyncio.create_task(renew_leases(store, replies))  # what a worker's heartbeat does
+    heap.collect_young_rarely()  # as a worker does
+    heap.freeze_startup()
     await asyncio.gather(
         *(
             write_reply(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
 import socket
 
+from backend import heap
 from backend.logs import configure_logging
 from backend.store.datastore import Store
 from backend.telemetry import tracing
@@ -47,6 +47,7 @@ async def serve(settings: Settings, heartbeat: LoopHeartbeat | None = None) -> N
         "worker started",
         extra={"consumer": consumer, "concurrency": settings.WORKER_CONCURRENCY, "llm": settings.LLM_PROVIDER},
     )
+    heap.freeze_startup()
     try:
         await runner.run()
     finally:
@@ -62,10 +63,7 @@ async def serve(settings: Settings, heartbeat: LoopHeartbeat | None = None) -> N
 
 def main() -> None:
     settings = get_settings()
-    # Thousands of live futures make the default collector thresholds scan the heap many times a
-    # second; long-lived start-up objects are frozen out of it, and young collections made rarer.
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 50)
+    heap.collect_young_rarely()  # and start-up's objects frozen out of full collections in serve()
     configure_logging(settings.LOG_LEVEL)
     heartbeat = LoopHeartbeat()
     if settings.WORKER_METRICS_PORT:  # /metrics, and /healthz for the liveness probe

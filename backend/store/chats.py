@@ -149,10 +149,13 @@ class Chats:
             "reply": reply,
         }
 
-    async def history(self, user_id: int, chat_id: int) -> builtins.list[dict[str, Any]]:  # `list` is a method here
-        """The newest `max_messages` messages of the chat, oldest first."""
-        raw = await self.redis.lrange(keys.messages(user_id, chat_id), -self.max_messages, -1)
-        return [orjson.loads(m) for m in raw]
+    async def context(self, user_id: int, chat_id: int) -> tuple[dict[str, str], builtins.list[dict[str, Any]]]:
+        """What a reply is written from, read at one instant: the user's profile and the newest
+        `max_messages` messages of the chat, oldest first."""  # `list` is a method here
+        flat, raw = await self.scripts.read_chat_context(
+            keys=[keys.user(user_id), keys.messages(user_id, chat_id)], args=[self.max_messages]
+        )
+        return dict(zip(flat[::2], flat[1::2], strict=True)), [orjson.loads(m) for m in raw]
 
     async def delete(self, user_id: int, chat_id: int, *, idle_before: int = 0) -> bool:
         """Delete the chat (True), or find none (False). With `idle_before` (ms), only if nobody

@@ -124,9 +124,6 @@ class Users:
             return None
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
-    async def profile(self, user_id: int) -> dict[str, str]:
-        return cast(dict[str, str], await self.redis.hgetall(keys.user(user_id)))  # the clients decode
-
     async def logout(self, token: str) -> None:
         parsed = parse_token(token)
         if parsed is not None:

@@ -162,8 +162,7 @@ class ChatJob:
         )
 
     async def _context(self, user_id: int, chat_id: int) -> list[dict[str, str]]:
-        user = await self.store.users.profile(user_id)
-        history = await self.store.chats.history(user_id, chat_id)
+        user, history = await self.store.chats.context(user_id, chat_id)
         system = self.system_template.format(
             skill_description=user.get("skillDescription") or "(not given)",
             interview_summary=interview_summary(user),
